@@ -1,0 +1,94 @@
+# The two commands people need: `make synth` and `make test`. Each installs what it needs on first use.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+
+PHASE ?= 1
+ENV ?= staging
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "==> installing Python dependencies into $(VENV)/ (first run takes a minute)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@echo "==> installing the CDK CLI and node@22 into node_modules/"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed node_modules/.installed ## install Python and Node dependencies
+
+.PHONY: synth
+synth: install ## synthesize every implemented phase x environment into cdk.out/phase<N>-<env>/
+	@$(PY) -m tools.synth_all
+
+.PHONY: diff
+diff: install ## cdk diff one phase/env against the deployed stacks (needs AWS credentials): make diff PHASE=1 ENV=prod
+	cdk diff -c phase=$(PHASE) -c env=$(ENV) --output cdk.out/diff-phase$(PHASE)-$(ENV)
+
+.PHONY: lint
+lint: install ## ruff and mypy
+	ruff check .
+	ruff format --check .
+	mypy
+
+.PHONY: fmt
+fmt: install ## format the code with ruff
+	ruff check --fix .
+	ruff format .
+
+.PHONY: services
+services: ## make sure PostgreSQL and Redis are listening (starts them when they are not)
+	@bash tools/services.sh
+
+.PHONY: browser
+browser: ## make sure headless Chromium and its driver are installed (the planner page test)
+	@bash tools/ensure_chromium.sh
+
+.PHONY: test
+test: install services browser ## the whole suite: lint, infrastructure, runtime and planner tests
+	@$(MAKE) --no-print-directory lint
+	$(PY) -m pytest
+
+.PHONY: snapshot-update
+snapshot-update: install ## rewrite the stack snapshots after an intended change (read the diff!)
+	$(PY) -m pytest tests/infra --snapshot-update
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# --- runtime ---
+# The task API and its data layer (worker_images/aipp, lambda_src/upload_handler).
+RUNTIME_ENV := PYTHONPATH=worker_images
+
+.PHONY: dev-api
+dev-api: install services ## the task API on :8000 with local PostgreSQL, Redis and moto (S3/SQS)
+	@PY=$(PY) bash worker_images/dev-api.sh
+
+.PHONY: api-key
+api-key: install services ## print a new API key (last line) for a tenant: make api-key TENANT=acme
+	@test -n "$(TENANT)" || { echo "usage: make api-key TENANT=<name>" >&2; exit 2; }
+	@$(RUNTIME_ENV) $(PY) -m aipp.admin migrate --create-database >/dev/null
+	@$(RUNTIME_ENV) $(PY) -m aipp.admin create-api-key --tenant "$(TENANT)"
+
+.PHONY: openapi
+openapi: install ## export the API's OpenAPI document to docs/openapi.json
+	@$(RUNTIME_ENV) $(PY) -m aipp.api.openapi docs/openapi.json
+
+.PHONY: bench-api
+bench-api: install services ## API throughput/latency at 1, 16, 64 clients (uvicorn, PostgreSQL, Redis)
+	@$(RUNTIME_ENV) $(PY) benchmarks/api_bench.py

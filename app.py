@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""CDK entry point: `cdk synth -c phase=<1|2|3|mvp|growth|scale> -c env=<staging|prod>`.
+
+Reads the context once, builds the validated `PhaseConfig`, adds the phase's stacks and runs
+cdk-nag's AwsSolutions checks on every synth. A bad value exits non-zero with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from phases import ConfigError, PhaseConfig, load_config
+from stacks import PhaseNotBuiltError, build_platform
+
+CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The context of cdk.json (defaults and feature flags), for apps built outside the CLI."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
+    return context
+
+
+def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
+    """The `PhaseConfig` for the `phase`, `env` and `overrides` context values."""
+    return load_config(
+        phase=context.get("phase", "1"),
+        env=context.get("env", "staging"),
+        overrides=context.get("overrides"),
+    )
+
+
+def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.Stack]]:
+    """Add the configured phase's stacks to `app`, and cdk-nag's checks unless `nag=False`
+    (callers that run `AwsSolutionsChecks().validate_scope` themselves)."""
+    context = {key: app.node.try_get_context(key) for key in ("phase", "env", "overrides")}
+    config = config_from_context({k: v for k, v in context.items() if v is not None})
+    stacks = build_platform(app, config)
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return config, stacks
+
+
+def main() -> int:
+    app = cdk.App()
+    try:
+        build_app(app)
+    except (ConfigError, PhaseNotBuiltError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The audio bucket: private, encrypted, TLS-only, versioned, with expiring raw uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge, acknowledge_singleton, nag_rendering
+from phases import PhaseConfig
+from phases.models import BucketConfig
+
+UPLOADS_PREFIX = "uploads/"
+TRANSCRIPTS_PREFIX = "transcripts/"
+RESULTS_PREFIX = "results/"
+
+
+def bucket_name(config: PhaseConfig, purpose: str) -> str:
+    """A deterministic, globally unique bucket name: project, phase, env, account, region.
+
+    Known names let other stacks scope IAM to object prefixes without cross-stack tokens, and
+    make `cdk diff` of a policy readable.
+    """
+    account = config.account or Aws.ACCOUNT_ID
+    region = config.region or Aws.REGION
+    return f"{config.project}-p{int(config.phase)}-{config.env.value}-{purpose}-{account}-{region}"
+
+
+def grant_objects(
+    grantee: iam.IRole,
+    *,
+    bucket: str,
+    actions: Sequence[str],
+    prefixes: Sequence[str],
+) -> None:
+    """Allow exactly `actions` on the objects under `prefixes` of `bucket`, nothing else."""
+    resources = [f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*" for prefix in prefixes]
+    grantee.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=resources))
+    for resource in resources:
+        acknowledge(
+            grantee,
+            f"AwsSolutions-IAM5[Resource::{nag_rendering(resource)}]",
+            "Object keys are made per tenant and task at run time; the wildcard covers one "
+            "key prefix of the audio bucket and the listed object actions only.",
+        )
+
+
+class AudioBucket(Construct):
+    """Exposes `bucket` (audio, transcripts, results), `bucket_name` and `log_bucket`."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PhaseConfig) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if config.is_prod else RemovalPolicy.DESTROY
+        self.bucket_name = bucket_name(config, "audio")
+        settings: BucketConfig = config.bucket
+
+        self.log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            bucket_name=bucket_name(config, "logs"),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal,
+            auto_delete_objects=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireAccessLogs",
+                    expiration=Duration.days(settings.access_log_retention_days),
+                )
+            ],
+        )
+        acknowledge(
+            self.log_bucket,
+            "AwsSolutions-S1",
+            "This is the access-log bucket itself; logging it into itself would loop.",
+        )
+
+        self.bucket = s3.Bucket(
+            self,
+            "Audio",
+            bucket_name=self.bucket_name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            event_bridge_enabled=True,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="audio/",
+            removal_policy=removal,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireRawUploads",
+                    prefix=UPLOADS_PREFIX,
+                    expiration=Duration.days(settings.raw_upload_expiry_days),
+                ),
+                s3.LifecycleRule(
+                    id="ExpireOldVersions",
+                    noncurrent_version_expiration=Duration.days(
+                        settings.noncurrent_version_expiry_days
+                    ),
+                    expired_object_delete_marker=True,
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+            ],
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.PUT],
+                    allowed_origins=list(settings.cors_allowed_origins),
+                    allowed_headers=["content-type", "content-length", "x-amz-*"],
+                    exposed_headers=["ETag"],
+                    max_age=3000,
+                )
+            ],
+        )
+        # `event_bridge_enabled` is switched on by CDK's bucket-notifications handler.
+        handler = "BucketNotificationsHandler"
+        acknowledge_singleton(
+            self,
+            handler,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            "CDK's bucket-notifications handler (it turns on EventBridge delivery at deploy "
+            "time) logs with the AWS-maintained basic execution policy.",
+        )
+        acknowledge_singleton(
+            self,
+            handler,
+            "AwsSolutions-IAM5[Resource::*]",
+            "CDK's bucket-notifications handler calls s3:PutBucketNotification, which it is "
+            "granted on all buckets by CDK; it runs only during deployment.",
+        )

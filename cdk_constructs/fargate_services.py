@@ -1,0 +1,291 @@
+"""Fargate services of phase 1: the task API behind an ALB and the queue workers."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack, Token, Validations
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_constructs.images import ecs_image
+from cdk_constructs.nag import acknowledge
+from cdk_constructs.task_queues import QueuePair
+from phases.models import ApiServiceConfig, WorkerServiceConfig
+
+API_PORT = 8000
+HEALTH_PATH = "/healthz"
+
+
+def _task_definition(
+    scope: Construct,
+    construct_id: str,
+    *,
+    cpu: int,
+    memory_mib: int,
+    target: str,
+    environment: dict[str, str],
+    secrets: dict[str, ecs.Secret],
+    log_group: logs.ILogGroup,
+    command: list[str] | None = None,
+    port: int | None = None,
+) -> ecs.FargateTaskDefinition:
+    """A one-container task definition for a Dockerfile target, logging to `log_group`."""
+    task = ecs.FargateTaskDefinition(
+        scope,
+        construct_id,
+        cpu=cpu,
+        memory_limit_mib=memory_mib,
+        runtime_platform=ecs.RuntimePlatform(
+            cpu_architecture=ecs.CpuArchitecture.X86_64,
+            operating_system_family=ecs.OperatingSystemFamily.LINUX,
+        ),
+    )
+    task.add_container(
+        "App",
+        image=ecs_image(target),
+        command=command,
+        environment=environment,
+        secrets=secrets,
+        logging=ecs.LogDriver.aws_logs(stream_prefix=target, log_group=log_group),
+        port_mappings=[ecs.PortMapping(container_port=port)] if port else None,
+        readonly_root_filesystem=True,
+        stop_timeout=Duration.seconds(120),
+    )
+    execution_role = task.obtain_execution_role()
+    acknowledge(
+        execution_role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions; every other action of "
+        "the execution role is scoped to the image repository, log group and secrets.",
+    )
+    acknowledge(
+        task,
+        "AwsSolutions-ECS2",
+        "Only non-secret settings (endpoints, queue URLs, limits) are plain environment "
+        "variables; credentials come from Secrets Manager through `secrets`.",
+    )
+    return task
+
+
+class ApiService(Construct):
+    """The task API on Fargate behind an internet-facing ALB, autoscaled on CPU.
+
+    Exposes `service`, `load_balancer`, `target_group`, `task_definition`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ApiServiceConfig,
+        cluster: ecs.ICluster,
+        environment: dict[str, str],
+        secrets: dict[str, ecs.Secret],
+        log_group: logs.ILogGroup,
+        access_logs: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        vpc = cluster.vpc
+        self.task_definition = _task_definition(
+            self,
+            "Task",
+            cpu=config.cpu,
+            memory_mib=config.memory_mib,
+            target="api",
+            environment=environment,
+            secrets=secrets,
+            log_group=log_group,
+            port=API_PORT,
+        )
+
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "Alb",
+            vpc=vpc,
+            internet_facing=True,
+            drop_invalid_header_fields=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+        )
+        if Token.is_unresolved(Stack.of(self).region):
+            acknowledge(
+                self.load_balancer,
+                "AwsSolutions-ELB2",
+                "Environment-agnostic synth: ALB log delivery needs the region's ELB account in "
+                "the bucket policy, so access logs are on only when config sets `region`.",
+            )
+        else:
+            self.load_balancer.log_access_logs(access_logs, prefix="alb")
+        for sg in self.load_balancer.connections.security_groups:
+            acknowledge(
+                sg,
+                "AwsSolutions-EC23",
+                "The ALB is the public entry point of the task API; it accepts HTTP(S) from "
+                "anywhere and every request is authenticated by API key behind it.",
+            )
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=self.task_definition,
+            desired_count=config.count.min,
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            health_check_grace_period=Duration.seconds(60),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            enable_execute_command=False,
+        )
+
+        if config.certificate_arn:
+            listener = self.load_balancer.add_listener(
+                "Https",
+                port=443,
+                protocol=elbv2.ApplicationProtocol.HTTPS,
+                certificates=[elbv2.ListenerCertificate.from_arn(config.certificate_arn)],
+                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+            )
+            self.load_balancer.add_redirect(source_port=80, target_port=443)
+        else:
+            listener = self.load_balancer.add_listener(
+                "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP
+            )
+            # No nag rule covers a plain HTTP listener; record the choice as a warning and
+            # acknowledge it so it shows in the validation report with its reason.
+            Validations.of(listener).add_warning(
+                "aipp:PlainHttpListener", "The task API listener serves plain HTTP."
+            )
+            acknowledge(
+                listener,
+                "annotation::aipp:PlainHttpListener",
+                "No ACM certificate is configured (`ecs.api.certificate_arn`): the listener "
+                "serves plain HTTP until one is set, after which HTTP redirects to HTTPS.",
+            )
+        self.target_group = listener.add_targets(
+            "Api",
+            port=API_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.service],
+            deregistration_delay=Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_PATH, healthy_http_codes="200", interval=Duration.seconds(15)
+            ),
+        )
+
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=config.count.min, max_capacity=config.count.max
+        )
+        scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=config.target_cpu_percent,
+            scale_in_cooldown=Duration.seconds(120),
+            scale_out_cooldown=Duration.seconds(60),
+        )
+
+
+class WorkerService(Construct):
+    """Queue workers on Fargate, step-scaled on backlog per running task, from and to zero.
+
+    backlog per task = (visible + in-flight messages) / running tasks. With no task running,
+    any message counts as a full backlog so the service starts one; with nothing to do, it
+    scales in one task at a time down to `count.min` (0 by default).
+    Exposes `service`, `task_definition`, `queues`, `backlog_per_task` (the scaling metric).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: WorkerServiceConfig,
+        cluster: ecs.ICluster,
+        queues: QueuePair,
+        environment: dict[str, str],
+        secrets: dict[str, ecs.Secret],
+        log_group: logs.ILogGroup,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.queues = queues
+        self.task_definition = _task_definition(
+            self,
+            "Task",
+            cpu=config.cpu,
+            memory_mib=config.memory_mib,
+            target="worker",
+            environment={
+                **environment,
+                "WORKER_TASK_TYPES": ",".join(t.value for t in queues.task_types),
+                "WORKER_QUEUE_URL": queues.queue.queue_url,
+                "WORKER_CONCURRENCY": str(config.concurrency),
+            },
+            secrets=secrets,
+            log_group=log_group,
+        )
+        capacity = "FARGATE_SPOT" if config.spot else "FARGATE"
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=self.task_definition,
+            desired_count=config.count.min,
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider=capacity, weight=1)
+            ],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
+
+        target = config.backlog_per_task
+        period = Duration.minutes(1)
+        running = cw.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={
+                "ClusterName": cluster.cluster_name,
+                "ServiceName": self.service.service_name,
+            },
+            statistic="Average",
+            period=period,
+        )
+        # Metric ids are unique per queue so several workers can share one graph.
+        v, f, r = (f"{x}_{queues.name.replace('-', '_')}" for x in ("visible", "inflight", "tasks"))
+        self.backlog_per_task = cw.MathExpression(
+            label=f"Backlog per task ({queues.name})",
+            expression=(
+                f"IF(FILL({r}, 0) > 0, ({v} + {f}) / FILL({r}, 0), IF({v} + {f} > 0, {target}, 0))"
+            ),
+            using_metrics={
+                v: queues.queue.metric_approximate_number_of_messages_visible(
+                    period=period, statistic="Maximum"
+                ),
+                f: queues.queue.metric_approximate_number_of_messages_not_visible(
+                    period=period, statistic="Maximum"
+                ),
+                r: running,
+            },
+            period=period,
+        )
+        scaling = self.service.auto_scale_task_count(
+            min_capacity=config.count.min, max_capacity=config.count.max
+        )
+        scaling.scale_on_metric(
+            "Backlog",
+            metric=self.backlog_per_task,
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            scaling_steps=[
+                appscaling.ScalingInterval(upper=target / 2, change=-1),
+                appscaling.ScalingInterval(lower=target, change=+1),
+                appscaling.ScalingInterval(lower=target * 3, change=+3),
+            ],
+            cooldown=Duration.seconds(60),
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+        )

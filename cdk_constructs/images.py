@@ -1,0 +1,31 @@
+"""The container images the stacks run, all built from `worker_images/Dockerfile`.
+
+The build context is the repository root so that the API, the workers and the upload Lambda
+share one core package (`worker_images/aipp`) and the Lambda handler (`lambda_src/`). The root
+`.dockerignore` admits only those two folders, which also keeps asset hashing fast. Images are
+built by `cdk deploy` (or CI); `cdk synth` only fingerprints the sources and needs no Docker.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_lambda as lambda_
+
+from cdk_constructs.paths import DOCKERFILE, REPO_ROOT
+
+PLATFORM = ecr_assets.Platform.LINUX_AMD64
+
+
+def ecs_image(target: str) -> ecs.ContainerImage:
+    """An ECS image for a Dockerfile target (`api`, `worker`)."""
+    return ecs.ContainerImage.from_asset(
+        str(REPO_ROOT), file=DOCKERFILE, target=target, platform=PLATFORM
+    )
+
+
+def lambda_image(target: str) -> lambda_.DockerImageCode:
+    """A Lambda container image for a Dockerfile target (`upload-lambda`)."""
+    return lambda_.DockerImageCode.from_image_asset(
+        str(REPO_ROOT), file=DOCKERFILE, target=target, platform=PLATFORM
+    )

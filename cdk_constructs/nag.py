@@ -1,0 +1,40 @@
+"""cdk-nag v3 acknowledgements, kept next to the resource they excuse."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Stack, Validations
+from constructs import IConstruct
+
+
+def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge one AwsSolutions rule (or one finding, `Rule[Finding]`) with a true reason."""
+    if len(reason) < 20:
+        raise ValueError(f"acknowledgement of {rule} needs a real reason, got {reason!r}")
+    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+_PSEUDO = {
+    Aws.PARTITION: "<AWS::Partition>",
+    Aws.ACCOUNT_ID: "<AWS::AccountId>",
+    Aws.REGION: "<AWS::Region>",
+}
+
+
+def nag_rendering(value: str) -> str:
+    """How cdk-nag spells a string with pseudo parameters in a finding id."""
+    for token, rendered in _PSEUDO.items():
+        value = value.replace(token, rendered)
+    return value
+
+
+def acknowledge_singleton(scope: IConstruct, id_prefix: str, rule: str, reason: str) -> None:
+    """Acknowledge a rule on the stack-level singleton CDK adds for us (e.g. `LogRetention...`).
+
+    Raises when the singleton is missing, so a stale acknowledgement cannot linger.
+    """
+    stack = Stack.of(scope)
+    found = [c for c in stack.node.children if c.node.id.startswith(id_prefix)]
+    if not found:
+        raise LookupError(f"no construct starting with {id_prefix!r} in {stack.stack_name}")
+    for child in found:
+        acknowledge(child, rule, reason)

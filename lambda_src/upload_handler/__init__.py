@@ -1,0 +1,1 @@
+"""Upload Lambda: checks an uploaded object and queues its task."""

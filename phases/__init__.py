@@ -1,0 +1,6 @@
+"""Phase configuration: pydantic models, the phase catalog and the loader. No CDK imports."""
+
+from phases.loader import ConfigError, load_config
+from phases.models import Env, Phase, PhaseConfig, TaskType
+
+__all__ = ["ConfigError", "Env", "Phase", "PhaseConfig", "TaskType", "load_config"]

@@ -1,0 +1,122 @@
+"""Build the one validated `PhaseConfig` from what the user typed (`-c phase=`, `-c env=`, ...).
+
+Every failure is a `ConfigError` whose message is one readable line naming the field and, where
+there is a closed set, the valid choices. `app.py` prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from phases.catalog import OVERLAYS, PHASES, Tree
+from phases.models import Env, Phase, PhaseConfig
+
+PHASE_ALIASES: dict[str, Phase] = {
+    "1": Phase.MVP,
+    "mvp": Phase.MVP,
+    "2": Phase.GROWTH,
+    "growth": Phase.GROWTH,
+    "3": Phase.SCALE,
+    "scale": Phase.SCALE,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, explained in one line."""
+
+
+def parse_phase(value: object) -> Phase:
+    key = str(value).strip().lower()
+    if key not in PHASE_ALIASES:
+        raise ConfigError(f"unknown phase {value!r}: choose one of {', '.join(PHASE_ALIASES)}")
+    return PHASE_ALIASES[key]
+
+
+def parse_env(value: object) -> Env:
+    key = str(value).strip().lower()
+    try:
+        return Env(key)
+    except ValueError:
+        choices = ", ".join(e.value for e in Env)
+        raise ConfigError(f"unknown env {value!r}: choose one of {choices}") from None
+
+
+def parse_overrides(value: object) -> Tree:
+    """`-c overrides=` arrives as a JSON string from the CLI (or a dict from cdk.json)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        parsed = json.loads(str(value))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"overrides is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(
+            'overrides must be a JSON object, e.g. \'{"queues": {"mode": "per_type"}}\''
+        )
+    return parsed
+
+
+def deep_merge(base: Tree, top: Mapping[str, Any]) -> Tree:
+    """Merge `top` over `base`: mappings merge key by key, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(
+    phase: object = "1", env: object = "staging", overrides: object = None
+) -> PhaseConfig:
+    """Phase defaults, then the environment overlay, then the user's overrides; validated once."""
+    ph = parse_phase(phase)
+    en = parse_env(env)
+    user = parse_overrides(overrides)
+    for fixed in ("phase", "env"):
+        if fixed in user:
+            raise ConfigError(f"overrides cannot set {fixed!r}: use -c {fixed}=... instead")
+    tree = deep_merge(deep_merge(PHASES[ph], OVERLAYS[ph][en]), user)
+    tree.update(phase=ph, env=en)
+    try:
+        return PhaseConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per config mistake: `field.path: what is wrong (valid: ...)`, first one first."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field (valid: {', '.join(_fields_at(err['loc'][:-1]))})"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        parts.append(f"{loc}: {msg}")
+    more = f" (and {len(parts) - 1} more)" if len(parts) > 1 else ""
+    return f"invalid config: {parts[0]}{more}"
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The field names valid at a location of the PhaseConfig tree."""
+    model: type[BaseModel] = PhaseConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(model.model_fields)

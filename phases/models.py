@@ -1,0 +1,389 @@
+"""The validated configuration of one deployment: a phase of the platform in one environment.
+
+Every model is frozen and rejects unknown fields, so a typo in an override fails loudly instead
+of being ignored. Every field carries a description: it is the documentation of the knob.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Phase(IntEnum):
+    """The three growth phases of the platform (DESIGN.md's phase table)."""
+
+    MVP = 1
+    GROWTH = 2
+    SCALE = 3
+
+
+class Env(StrEnum):
+    """The deployed environments; `dev` is local and never deployed with CDK."""
+
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class TaskType(StrEnum):
+    """The value of the `task_type` SQS message attribute."""
+
+    STT = "stt"
+    LLM = "llm"
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MinMax(Frozen):
+    """A bounded count, checked so that min <= desired <= max."""
+
+    min: int = Field(ge=0, description="Lower bound of the count.")
+    max: int = Field(ge=0, description="Upper bound of the count.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class NetworkConfig(Frozen):
+    cidr: str = Field(
+        default="10.40.0.0/16",
+        pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$",
+        description="IPv4 CIDR of the VPC, /16 to /24.",
+    )
+    max_azs: int = Field(default=2, ge=2, le=3, description="Availability zones the VPC spans.")
+    nat_gateways: int = Field(
+        ge=1, le=3, description="NAT gateways: 1 saves cost, one per AZ survives an AZ outage."
+    )
+    interface_endpoints: tuple[
+        Literal["ecr.api", "ecr.dkr", "logs", "sqs", "secretsmanager", "sts", "monitoring"], ...
+    ] = Field(
+        default=("ecr.api", "ecr.dkr", "logs", "sqs", "secretsmanager"),
+        description=(
+            "Interface VPC endpoints to create. Each costs about $7.3 per AZ per month and keeps "
+            "its traffic (image pulls, logs, queue polling, secrets) off the NAT gateways."
+        ),
+    )
+    flow_log_retention_days: int = Field(
+        ge=1, description="Days to keep VPC flow logs in CloudWatch Logs."
+    )
+
+    @model_validator(mode="after")
+    def _nat_within_azs(self) -> Self:
+        if self.nat_gateways > self.max_azs:
+            raise ValueError(
+                f"nat_gateways ({self.nat_gateways}) must not exceed max_azs ({self.max_azs})"
+            )
+        return self
+
+
+class BucketConfig(Frozen):
+    raw_upload_expiry_days: int = Field(
+        ge=1, description="Days after which raw uploads under `uploads/` are deleted."
+    )
+    noncurrent_version_expiry_days: int = Field(
+        default=7, ge=1, description="Days to keep overwritten or deleted object versions."
+    )
+    cors_allowed_origins: tuple[str, ...] = Field(
+        default=("*",),
+        min_length=1,
+        description="Origins allowed to PUT to presigned URLs from a browser.",
+    )
+    max_upload_bytes: int = Field(
+        default=500 * 1024 * 1024,
+        gt=0,
+        description="Largest audio file accepted, in bytes (bound into presigned URLs).",
+    )
+    access_log_retention_days: int = Field(ge=1, description="Days to keep S3 and ALB access logs.")
+
+
+class DatabaseConfig(Frozen):
+    engine: Literal["rds-postgres", "aurora-postgres"] = Field(
+        description="RDS PostgreSQL (phases 1-2) or Aurora PostgreSQL (phase 3)."
+    )
+    postgres_version: Literal["16", "17"] = Field(
+        default="16", description="PostgreSQL major version."
+    )
+    instance_class: str = Field(
+        pattern=r"^[a-z][a-z0-9]*\.[a-z0-9]+$",
+        description="Instance class without the `db.` prefix, e.g. `t4g.micro`.",
+    )
+    multi_az: bool = Field(description="Standby in a second AZ (RDS) with automatic failover.")
+    readers: int = Field(default=0, ge=0, le=15, description="Aurora reader instances.")
+    allocated_storage_gib: int = Field(default=20, ge=20, description="Initial storage (RDS).")
+    max_allocated_storage_gib: int = Field(
+        default=100, ge=20, description="Storage autoscaling ceiling (RDS)."
+    )
+    backup_retention_days: int = Field(ge=1, le=35, description="Automated backup retention.")
+    deletion_protection: bool = Field(
+        description="Deletion protection on, and RETAIN on stack deletion."
+    )
+    secret_rotation_days: int = Field(
+        default=30, ge=1, le=365, description="Rotate the master credentials every N days."
+    )
+
+    @model_validator(mode="after")
+    def _engine_shape(self) -> Self:
+        if self.max_allocated_storage_gib < self.allocated_storage_gib:
+            raise ValueError("max_allocated_storage_gib must be >= allocated_storage_gib")
+        if self.engine == "rds-postgres" and self.readers:
+            raise ValueError("readers apply to engine 'aurora-postgres' only")
+        return self
+
+
+class CacheConfig(Frozen):
+    mode: Literal["single", "replication", "cluster"] = Field(
+        description=(
+            "single: one node; replication: primary + replicas with automatic failover; "
+            "cluster: cluster mode enabled with shards."
+        )
+    )
+    node_type: str = Field(
+        pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$", description="ElastiCache node type."
+    )
+    replicas_per_shard: int = Field(default=0, ge=0, le=5, description="Read replicas per shard.")
+    shards: int = Field(default=1, ge=1, le=500, description="Shards (cluster mode only).")
+    engine_version: str = Field(default="7.1", description="Redis engine version.")
+    snapshot_retention_days: int = Field(default=1, ge=0, le=35, description="Daily snapshots.")
+
+    @model_validator(mode="after")
+    def _mode_shape(self) -> Self:
+        if self.mode == "single" and (self.replicas_per_shard or self.shards != 1):
+            raise ValueError("mode 'single' takes replicas_per_shard=0 and shards=1")
+        if self.mode in ("replication", "cluster") and self.replicas_per_shard < 1:
+            raise ValueError(f"mode '{self.mode}' needs replicas_per_shard >= 1 for failover")
+        if self.mode == "replication" and self.shards != 1:
+            raise ValueError("mode 'replication' has one shard; use mode 'cluster' for shards")
+        return self
+
+
+class QueueConfig(Frozen):
+    mode: Literal["single", "per_type"] = Field(
+        description=(
+            "single: one queue + DLQ, both task types told apart by the `task_type` attribute "
+            "and served by one worker program; per_type: one queue + DLQ per task type."
+        )
+    )
+    max_receive_count: int = Field(
+        default=3, ge=1, le=1000, description="Receives before a message moves to the DLQ."
+    )
+    longest_job_seconds: int = Field(
+        default=900, ge=1, description="The longest a single job may run (STT of long audio)."
+    )
+    visibility_timeout_seconds: int = Field(
+        default=1080,
+        ge=0,
+        le=43200,
+        description="Visibility timeout; must exceed longest_job_seconds.",
+    )
+    retention_days: int = Field(default=4, ge=1, le=14, description="Message retention.")
+    dlq_retention_days: int = Field(default=14, ge=1, le=14, description="DLQ retention.")
+
+    @model_validator(mode="after")
+    def _visibility_covers_job(self) -> Self:
+        if self.visibility_timeout_seconds <= self.longest_job_seconds:
+            raise ValueError(
+                f"visibility_timeout_seconds ({self.visibility_timeout_seconds}) must exceed "
+                f"longest_job_seconds ({self.longest_job_seconds})"
+            )
+        return self
+
+
+class FargateServiceConfig(Frozen):
+    cpu: Literal[256, 512, 1024, 2048, 4096] = Field(description="Task CPU units.")
+    memory_mib: int = Field(ge=512, le=30720, description="Task memory in MiB.")
+    count: MinMax = Field(description="Autoscaling bounds on the number of tasks.")
+    spot: bool = Field(default=False, description="Run on Fargate Spot (workers only).")
+
+    @model_validator(mode="after")
+    def _memory_fits_cpu(self) -> Self:
+        # Valid Fargate CPU/memory pairs (AWS ECS developer guide, task size table).
+        lo, hi = {256: (512, 2048), 512: (1024, 4096), 1024: (2048, 8192)}.get(
+            self.cpu, (self.cpu * 2, self.cpu * 8 if self.cpu < 4096 else 30720)
+        )
+        if not lo <= self.memory_mib <= hi:
+            raise ValueError(f"memory_mib {self.memory_mib} is invalid with cpu {self.cpu}")
+        return self
+
+
+class ApiServiceConfig(FargateServiceConfig):
+    target_cpu_percent: int = Field(
+        default=60, ge=10, le=90, description="API autoscaling target CPU."
+    )
+    certificate_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+        description="ACM certificate for HTTPS on the ALB; without one the ALB serves HTTP.",
+    )
+
+
+class WorkerServiceConfig(FargateServiceConfig):
+    backlog_per_task: int = Field(
+        default=10,
+        ge=1,
+        description="Acceptable messages (visible + in flight) per running worker task.",
+    )
+    concurrency: int = Field(default=8, ge=1, le=256, description="Jobs in flight per task.")
+
+
+class EcsComputeConfig(Frozen):
+    api: ApiServiceConfig = Field(description="The task API service.")
+    worker: WorkerServiceConfig = Field(
+        description="The worker service; with queues per_type, one such service per task type."
+    )
+
+
+class NodeGroupConfig(Frozen):
+    instance_types: tuple[str, ...] = Field(min_length=1, description="EC2 instance types.")
+    size: MinMax = Field(description="Node count bounds.")
+    disk_gib: int = Field(default=50, ge=20, description="Encrypted root volume size.")
+
+
+class GpuPoolConfig(Frozen):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,20}$", description="Pool name, used in labels.")
+    purpose: TaskType = Field(description="The workload the pool serves.")
+    instance_types: tuple[str, ...] = Field(min_length=1, description="GPU instance types.")
+    spot: MinMax = Field(description="Spot node group bounds (min 0 scales from zero).")
+    on_demand: MinMax = Field(description="On-Demand node group bounds.")
+    disk_gib: int = Field(default=200, ge=50, description="Root volume for images and weights.")
+
+
+class EksConfig(Frozen):
+    kubernetes_version: str = Field(
+        pattern=r"^1\.\d{2}$", description="Kubernetes minor version, e.g. `1.34`."
+    )
+    endpoint_public: bool = Field(
+        default=False, description="Expose the API server endpoint publicly."
+    )
+    public_access_cidrs: tuple[str, ...] = Field(
+        default=(), description="CIDRs allowed to the public endpoint."
+    )
+    admin_role_arns: tuple[str, ...] = Field(
+        default=(), description="IAM roles given cluster-admin access entries."
+    )
+    system_nodes: NodeGroupConfig = Field(description="On-demand group for API and controllers.")
+    gpu_pools: tuple[GpuPoolConfig, ...] = Field(
+        min_length=1, description="GPU pools; each becomes a Spot and an On-Demand group."
+    )
+    api_replicas: MinMax = Field(description="API pod bounds (HPA on CPU).")
+    worker_max_replicas: dict[TaskType, int] = Field(
+        description="KEDA maxReplicaCount per task type."
+    )
+    queue_length_per_replica: int = Field(
+        default=5, ge=1, description="KEDA aws-sqs-queue `queueLength` target."
+    )
+    canary_steps: tuple[int, ...] = Field(
+        default=(10, 30, 100), description="Canary traffic weights in percent."
+    )
+
+    @model_validator(mode="after")
+    def _public_needs_cidrs(self) -> Self:
+        if self.public_access_cidrs and not self.endpoint_public:
+            raise ValueError("public_access_cidrs is set but endpoint_public is false")
+        if self.endpoint_public and not self.public_access_cidrs:
+            raise ValueError("endpoint_public needs public_access_cidrs (no 0.0.0.0/0 default)")
+        return self
+
+
+class AiConfig(Frozen):
+    stt_provider: Literal["transcribe", "openai"] = Field(
+        description="transcribe: AWS Transcribe batch jobs; openai: self-hosted Whisper server."
+    )
+    llm_provider: Literal["bedrock", "openai"] = Field(
+        description="bedrock: Bedrock Converse; openai: self-hosted vLLM server."
+    )
+    bedrock_model_ids: tuple[str, ...] = Field(
+        default=("amazon.nova-lite-v1:0",),
+        min_length=1,
+        description="Bedrock model ids the workers may invoke (the first is used).",
+    )
+    managed_fallback: bool = Field(
+        default=False, description="Allow Transcribe/Bedrock as overflow when self-hosting."
+    )
+    transcribe_language: str = Field(
+        default="en-US", description="Default language code for Transcribe jobs."
+    )
+
+
+class ObservabilityConfig(Frozen):
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = (
+        Field(description="Application log retention (a CloudWatch Logs retention value).")
+    )
+    alarm_email: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Address subscribed to the alarm topic.",
+    )
+    queue_age_alarm_seconds: int = Field(
+        ge=60, description="Alarm when the oldest queued message is older than this."
+    )
+    dlq_alarm_messages: int = Field(
+        default=1, ge=1, description="Alarm when the DLQ holds at least this many messages."
+    )
+    api_5xx_alarm_count: int = Field(ge=1, description="Alarm on this many 5xx in 5 minutes.")
+    api_p99_latency_alarm_ms: int = Field(ge=50, description="Alarm on API p99 latency.")
+    worker_error_alarm_lines: int = Field(
+        default=5, ge=1, description="Alarm on this many worker error log lines in 5 minutes."
+    )
+    rds_cpu_alarm_percent: int = Field(default=80, ge=10, le=100, description="RDS CPU alarm.")
+
+
+class PhaseConfig(Frozen):
+    """Everything one `cdk synth` needs, built once in app.py and passed down."""
+
+    phase: Phase = Field(description="Which phase of the platform this deployment is.")
+    env: Env = Field(description="The environment.")
+    project: str = Field(
+        default="aipp",
+        pattern=r"^[a-z][a-z0-9-]{1,15}$",
+        description="Prefix of stack names and resource tags.",
+    )
+    account: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="Target AWS account; None keeps the stacks environment-agnostic.",
+    )
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$",
+        description="Target AWS region; None keeps the stacks environment-agnostic.",
+    )
+    compute: Literal["ecs", "eks"] = Field(description="ECS Fargate (phase 1) or EKS.")
+    network: NetworkConfig = Field(description="VPC layout.")
+    bucket: BucketConfig = Field(description="The audio bucket.")
+    database: DatabaseConfig = Field(description="Task state database.")
+    cache: CacheConfig = Field(description="Redis: results, idempotency locks, rate limits.")
+    queues: QueueConfig = Field(description="SQS queues and their DLQs.")
+    ecs: EcsComputeConfig | None = Field(default=None, description="Fargate services (ecs).")
+    eks: EksConfig | None = Field(default=None, description="EKS cluster and pools (eks).")
+    ai: AiConfig = Field(description="Speech-to-text and LLM providers.")
+    observability: ObservabilityConfig = Field(description="Logs, dashboard and alarms.")
+
+    @model_validator(mode="after")
+    def _compute_matches(self) -> Self:
+        if self.compute == "ecs" and self.ecs is None:
+            raise ValueError("compute 'ecs' needs the `ecs` section")
+        if self.compute == "eks" and self.eks is None:
+            raise ValueError("compute 'eks' needs the `eks` section")
+        return self
+
+    @property
+    def stack_prefix(self) -> str:
+        """`Aipp-P1-Staging` style prefix for stack names."""
+        return f"{self.project.capitalize()}-P{int(self.phase)}-{self.env.value.capitalize()}"
+
+    @property
+    def task_types(self) -> tuple[TaskType, ...]:
+        return (TaskType.STT, TaskType.LLM)
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env is Env.PROD

@@ -1,0 +1,88 @@
+"""Network: a VPC over N AZs with public, private (compute) and isolated (data) subnets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cdk_constructs.retention import retention
+from phases import PhaseConfig
+
+_ENDPOINTS = {
+    "ecr.api": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "ecr.dkr": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "secretsmanager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+}
+
+
+class NetworkStack(Stack):
+    """VPC, NAT, endpoints and flow logs. Exposes `vpc`."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: PhaseConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        net = config.network
+
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(net.cidr),
+            max_azs=net.max_azs,
+            nat_gateways=net.nat_gateways,
+            restrict_default_security_group=True,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                ),
+                ec2.SubnetConfiguration(
+                    name="Compute", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
+                ),
+                ec2.SubnetConfiguration(
+                    name="Data", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                ),
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+            },
+        )
+
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=retention(net.flow_log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN if config.is_prod else RemovalPolicy.DESTROY,
+        )
+        self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+        )
+
+        compute_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        if net.interface_endpoints:
+            endpoint_sg = ec2.SecurityGroup(
+                self,
+                "EndpointSecurityGroup",
+                vpc=self.vpc,
+                description="HTTPS from inside the VPC to the interface endpoints",
+                allow_all_outbound=False,
+            )
+            endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(net.cidr), ec2.Port.tcp(443), "VPC")
+            for name in net.interface_endpoints:
+                self.vpc.add_interface_endpoint(
+                    "Endpoint" + name.replace(".", " ").title().replace(" ", ""),
+                    service=_ENDPOINTS[name],
+                    subnets=compute_subnets,
+                    private_dns_enabled=True,
+                    security_groups=[endpoint_sg],
+                    open=False,
+                )

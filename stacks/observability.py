@@ -1,0 +1,209 @@
+"""Observability: one CloudWatch dashboard and the alarms, which notify an SNS topic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+from cdk_constructs.database import Database
+from cdk_constructs.fargate_services import ApiService, WorkerService
+from cdk_constructs.redis_cache import RedisCache
+from cdk_constructs.task_queues import TaskQueues
+from phases import PhaseConfig
+
+FIVE_MINUTES = Duration.minutes(5)
+
+
+class ObservabilityStack(Stack):
+    """Exposes `topic`, `dashboard` and `alarms` (by name)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PhaseConfig,
+        queues: TaskQueues,
+        api: ApiService,
+        workers: list[WorkerService],
+        worker_errors: cw.IMetric,
+        upload_function: lambda_.IFunction,
+        database: Database,
+        cache: RedisCache,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        obs = config.observability
+
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Encrypts the alarm topic",
+            enable_key_rotation=True,
+        )
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
+        if obs.alarm_email:
+            self.topic.add_subscription(subs.EmailSubscription(obs.alarm_email))
+        action = cw_actions.SnsAction(self.topic)
+        self.alarms: dict[str, cw.Alarm] = {}
+
+        def alarm(name: str, metric: cw.IMetric, threshold: float, description: str) -> None:
+            created = cw.Alarm(
+                self,
+                name,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+            created.add_alarm_action(action)
+            created.add_ok_action(action)
+            self.alarms[name] = created
+
+        queue_widgets: list[cw.IWidget] = []
+        for pair in queues.pairs:
+            label = pair.name.upper()
+            depth = pair.queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES)
+            age = pair.queue.metric_approximate_age_of_oldest_message(
+                period=FIVE_MINUTES, statistic="Maximum"
+            )
+            dlq_depth = pair.dlq.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            )
+            alarm(
+                f"QueueAge{label}",
+                age,
+                obs.queue_age_alarm_seconds,
+                f"The oldest {pair.name} message waits longer than "
+                f"{obs.queue_age_alarm_seconds}s: workers are down, stuck or too few.",
+            )
+            alarm(
+                f"DlqNotEmpty{label}",
+                dlq_depth,
+                obs.dlq_alarm_messages,
+                f"{pair.name} messages reached the DLQ: their tasks failed; see the runbook.",
+            )
+            queue_widgets.append(
+                cw.GraphWidget(
+                    title=f"Queue {pair.name}: depth / DLQ",
+                    left=[depth, dlq_depth],
+                    width=8,
+                )
+            )
+            queue_widgets.append(
+                cw.GraphWidget(title=f"Queue {pair.name}: age of oldest (s)", left=[age], width=8)
+            )
+
+        lb = api.load_balancer
+        api_5xx = lb.metrics.http_code_target(
+            elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
+        )
+        elb_5xx = lb.metrics.http_code_elb(
+            elbv2.HttpCodeElb.ELB_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
+        )
+        latency = lb.metrics.target_response_time(period=FIVE_MINUTES, statistic="p99")
+        alarm(
+            "Api5xx",
+            api_5xx,
+            obs.api_5xx_alarm_count,
+            "The task API answered 5xx: a dependency is down (see /readyz) or a bug.",
+        )
+        alarm(
+            "ApiLatencyP99",
+            latency,
+            obs.api_p99_latency_alarm_ms / 1000,
+            f"API p99 latency above {obs.api_p99_latency_alarm_ms} ms.",
+        )
+
+        worker_cpu = [
+            cw.Metric(
+                namespace="AWS/ECS",
+                metric_name="CPUUtilization",
+                dimensions_map={
+                    "ClusterName": w.service.cluster.cluster_name,
+                    "ServiceName": w.service.service_name,
+                },
+                period=FIVE_MINUTES,
+                label=f"worker {w.queues.name} CPU %",
+            )
+            for w in workers
+        ]
+        alarm(
+            "WorkerErrors",
+            worker_errors,
+            obs.worker_error_alarm_lines,
+            "Workers logged errors: jobs are failing or retrying; read the worker logs.",
+        )
+        upload_errors = upload_function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+        alarm(
+            "UploadCheckErrors",
+            upload_errors,
+            1,
+            "The upload-check Lambda failed: uploaded tasks are not being queued.",
+        )
+        alarm(
+            "DatabaseCpu",
+            database.cpu_metric,
+            obs.rds_cpu_alarm_percent,
+            f"Database CPU above {obs.rds_cpu_alarm_percent}%.",
+        )
+        alarm(
+            "RedisMemory",
+            cache.memory_metric,
+            80,
+            "Redis memory above 80%: results and locks may be evicted.",
+        )
+
+        self.dashboard = cw.Dashboard(
+            self,
+            "Dashboard",
+            default_interval=Duration.hours(6),
+            widgets=[
+                queue_widgets,
+                [
+                    cw.GraphWidget(
+                        title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8
+                    ),
+                    cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
+                    cw.GraphWidget(
+                        title="Worker backlog per task",
+                        left=[w.backlog_per_task for w in workers],
+                        width=8,
+                    ),
+                ],
+                [
+                    cw.GraphWidget(
+                        title="Worker errors / upload-check errors / worker CPU %",
+                        left=[worker_errors, upload_errors],
+                        right=worker_cpu,
+                        width=8,
+                    ),
+                    cw.GraphWidget(
+                        title="Database CPU % / connections",
+                        left=[database.cpu_metric],
+                        right=[database.connections_metric],
+                        width=8,
+                    ),
+                    cw.GraphWidget(
+                        title="Redis CPU % / memory %",
+                        left=[cache.cpu_metric],
+                        right=[cache.memory_metric],
+                        width=8,
+                    ),
+                ],
+                [cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24)],
+            ],
+        )

@@ -1,0 +1,136 @@
+"""Pipeline: step 3 of the task flow, the upload Lambda behind an EventBridge rule.
+
+S3 sends "Object Created" events for the audio bucket to EventBridge; a rule matching the
+`uploads/` prefix invokes the Lambda, which checks the object and queues the STT message.
+EventBridge rather than a bucket notification keeps the dependency one-way (Data <- Pipeline):
+a notification would make the bucket's stack point at this stack's function and form a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk_constructs.access import allow_ingress
+from cdk_constructs.audio_bucket import UPLOADS_PREFIX, AudioBucket, grant_objects
+from cdk_constructs.database import Database
+from cdk_constructs.images import lambda_image
+from cdk_constructs.nag import acknowledge
+from cdk_constructs.retention import retention
+from cdk_constructs.task_queues import TaskQueues
+from phases import PhaseConfig, TaskType
+
+
+class PipelineStack(Stack):
+    """Exposes `upload_function` and `failed_events` (the rule target's DLQ)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PhaseConfig,
+        vpc: ec2.IVpc,
+        audio: AudioBucket,
+        database: Database,
+        queues: TaskQueues,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        stt = queues.for_type(TaskType.STT).queue
+        llm = queues.for_type(TaskType.LLM).queue
+
+        role = iam.Role(
+            self,
+            "UploadRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Upload check Lambda: reads uploads, moves the task, queues STT",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSLambdaVPCAccessExecutionRole"
+                )
+            ],
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaVPCAccessExecutionRole]",
+            "The AWS-maintained minimal policy for a Lambda in a VPC (ENI management and "
+            "its own log stream); a copy of it would only drift.",
+        )
+
+        self.upload_function = lambda_.DockerImageFunction(
+            self,
+            "UploadCheck",
+            description="Checks an uploaded object (type by magic bytes, size) and queues STT",
+            code=lambda_image("upload-lambda"),
+            role=role,
+            architecture=lambda_.Architecture.X86_64,
+            memory_size=256,
+            timeout=Duration.seconds(30),
+            reserved_concurrent_executions=20,
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            log_group=logs.LogGroup(
+                self,
+                "UploadCheckLogs",
+                retention=retention(config.observability.log_retention_days),
+            ),
+            environment={
+                "AUDIO_BUCKET": audio.bucket_name,
+                "STT_QUEUE_URL": stt.queue_url,
+                "LLM_QUEUE_URL": llm.queue_url,
+                "DB_SECRET_ARN": database.secret.secret_arn,
+                "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
+                "LOG_LEVEL": "INFO",
+            },
+        )
+        allow_ingress(database.connections, self.upload_function, "Upload check Lambda")
+        grant_objects(
+            role, bucket=audio.bucket_name, actions=["s3:GetObject"], prefixes=[UPLOADS_PREFIX]
+        )
+        stt.grant_send_messages(self.upload_function)
+        database.secret.grant_read(self.upload_function)
+
+        self.failed_events = sqs.Queue(
+            self,
+            "UploadEventsDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.failed_events,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the upload events rule.",
+        )
+        events.Rule(
+            self,
+            "UploadedAudio",
+            description="Audio objects created under uploads/ in the audio bucket",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [audio.bucket_name]},
+                    "object": {"key": [{"prefix": UPLOADS_PREFIX}]},
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.upload_function,
+                    dead_letter_queue=self.failed_events,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(2),
+                )
+            ],
+        )

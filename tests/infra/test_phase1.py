@@ -1,0 +1,264 @@
+"""What must never change in phase 1, asserted on the synthesized templates of both envs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import Assembly
+
+
+def test_network_spans_two_azs_with_nat_per_env_and_flow_logs(phase1: Assembly) -> None:
+    network = phase1.template("Network")
+    nat = 2 if phase1.config.is_prod else 1
+    network.resource_count_is("AWS::EC2::NatGateway", nat)
+    network.resource_count_is("AWS::EC2::Subnet", 6)  # public, compute, data x 2 AZs
+    network.resource_count_is("AWS::EC2::FlowLog", 1)
+    network.has_resource_properties(
+        "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": Match.any_value()}
+    )
+    interface = [
+        r
+        for r in phase1.resources("AWS::EC2::VPCEndpoint").values()
+        if r["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    assert len(interface) == len(phase1.config.network.interface_endpoints)
+
+
+def test_audio_bucket_is_private_encrypted_tls_only_and_expires_uploads(phase1: Assembly) -> None:
+    buckets = phase1.resources("AWS::S3::Bucket")
+    assert len(buckets) == 2  # audio + access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert bucket["DeletionPolicy"] == ("Retain" if phase1.config.is_prod else "Delete")
+    (audio,) = [b["Properties"] for b in buckets.values() if "CorsConfiguration" in b["Properties"]]
+    assert audio["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert audio["LoggingConfiguration"]["LogFilePrefix"] == "audio/"
+    assert {
+        "Id": "ExpireRawUploads",
+        "Prefix": "uploads/",
+        "ExpirationInDays": phase1.config.bucket.raw_upload_expiry_days,
+        "Status": "Enabled",
+    } in audio["LifecycleConfiguration"]["Rules"]
+    (cors,) = audio["CorsConfiguration"]["CorsRules"]
+    assert cors["AllowedMethods"] == ["PUT"]
+    for policy in phase1.resources("AWS::S3::BucketPolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        ), "every bucket denies requests without TLS"
+        assert not any(s.get("Principal") == "*" and s["Effect"] == "Allow" for s in statements)
+
+
+def test_database_is_encrypted_private_backed_up_and_protected_in_prod(phase1: Assembly) -> None:
+    prod = phase1.config.is_prod
+    (db,) = phase1.resources("AWS::RDS::DBInstance").values()
+    props = db["Properties"]
+    assert props["StorageEncrypted"] is True
+    assert props["PubliclyAccessible"] is False
+    assert props["MultiAZ"] is False  # phase 1 is single-AZ by design
+    assert props["BackupRetentionPeriod"] >= 7
+    assert props["DeletionProtection"] is prod
+    assert db["DeletionPolicy"] == ("Retain" if prod else "Delete")
+    assert "MasterUserPassword" in props and "resolve:secretsmanager" in json.dumps(
+        props["MasterUserPassword"]
+    )
+    phase1.template("Data").resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
+
+
+def test_redis_encrypts_in_transit_and_at_rest_with_auth_token(phase1: Assembly) -> None:
+    (group,) = phase1.resources("AWS::ElastiCache::ReplicationGroup").values()
+    props = group["Properties"]
+    assert props["TransitEncryptionEnabled"] is True
+    assert props["AtRestEncryptionEnabled"] is True
+    assert props["NumCacheClusters"] == 1
+    assert "resolve:secretsmanager" in json.dumps(props["AuthToken"])
+
+
+def test_one_queue_with_encrypted_dlq_redrive_and_visibility_over_longest_job(
+    phase1: Assembly,
+) -> None:
+    queues = phase1.config.queues
+    messaging = phase1.template("Messaging")
+    messaging.resource_count_is("AWS::SQS::Queue", 2)
+    messaging.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "SqsManagedSseEnabled": True,
+            "VisibilityTimeout": queues.visibility_timeout_seconds,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": Match.any_value(),
+                "maxReceiveCount": queues.max_receive_count,
+            },
+        },
+    )
+    assert queues.visibility_timeout_seconds > queues.longest_job_seconds
+    for queue in phase1.resources("AWS::SQS::Queue").values():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True
+
+
+def test_services_roll_back_failed_deployments_and_workers_scale_to_zero(
+    phase1: Assembly,
+) -> None:
+    compute = phase1.template("ComputeEcs")
+    compute.has_resource_properties(
+        "AWS::ECS::Cluster",
+        {"ClusterSettings": [{"Name": "containerInsights", "Value": "enhanced"}]},
+    )
+    services = phase1.resources("AWS::ECS::Service")
+    assert len(services) == 2  # API + one worker program for both task types
+    for service in services.values():
+        config = service["Properties"]["DeploymentConfiguration"]
+        assert config["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    targets = phase1.resources("AWS::ApplicationAutoScaling::ScalableTarget")
+    mins = sorted(t["Properties"]["MinCapacity"] for t in targets.values())
+    assert mins[0] == 0, "the worker service scales to zero"
+    policies = [
+        p["Properties"]
+        for p in phase1.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    ]
+    assert any(p["PolicyType"] == "TargetTrackingScaling" for p in policies), "API on CPU"
+    assert any(p["PolicyType"] == "StepScaling" for p in policies), "workers on backlog"
+    alarms = phase1.resources("AWS::CloudWatch::Alarm")
+    backlog = [a for a in alarms.values() if "Metrics" in a["Properties"]]
+    assert backlog and all("IF(FILL(" in json.dumps(a["Properties"]["Metrics"]) for a in backlog), (
+        "scaling alarms use backlog per task, with a path from zero tasks"
+    )
+
+
+def test_api_is_public_only_through_the_alb(phase1: Assembly) -> None:
+    (lb,) = phase1.resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert lb["Properties"]["Scheme"] == "internet-facing"
+    for service in phase1.resources("AWS::ECS::Service").values():
+        network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["AssignPublicIp"] == "DISABLED"
+    (listener,) = phase1.resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    assert listener["Properties"]["Port"] == 80  # no certificate configured by default
+
+
+def test_https_listener_when_a_certificate_is_configured(
+    assemble: Callable[..., Assembly],
+) -> None:
+    cert = "arn:aws:acm:eu-west-1:123456789012:certificate/0f0e0d0c-1111-2222-3333-444455556666"
+    assembly = assemble("1", "staging", {"ecs": {"api": {"certificate_arn": cert}}})
+    listeners = {
+        r["Properties"]["Port"]: r["Properties"]
+        for r in assembly.resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    }
+    assert listeners[443]["Protocol"] == "HTTPS"
+    assert listeners[443]["Certificates"] == [{"CertificateArn": cert}]
+    assert listeners[80]["DefaultActions"][0]["Type"] == "redirect"
+    assert assembly.findings == []
+
+
+def test_iam_is_least_privilege(phase1: Assembly) -> None:
+    statements = [
+        s
+        for policy in phase1.resources("AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    text = [json.dumps(s) for s in statements]
+    bedrock = [s for s, t in zip(statements, text, strict=True) if "bedrock:" in t]
+    assert bedrock, "the worker may call Bedrock"
+    for s in bedrock:
+        assert s["Resource"] != "*"
+        assert "foundation-model/amazon.nova-lite-v1:0" in json.dumps(s["Resource"])
+    s3_actions = {
+        a
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if a.startswith("s3:")
+    }
+    assert s3_actions <= {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} | {
+        a for a in s3_actions if a.startswith("s3:PutBucketNotification")
+    }
+    star = [s for s in statements if s.get("Resource") == "*"]
+    allowed_star = {
+        "ecr:GetAuthorizationToken",  # no resource-level permissions
+        "s3:PutBucketNotification",  # CDK's deploy-time notifications handler
+        "logs:PutRetentionPolicy",  # CDK's deploy-time log retention handler
+        "logs:DeleteRetentionPolicy",
+        "ec2:DescribeSecurityGroups",
+        "ec2:AuthorizeSecurityGroupIngress",
+    }
+    for s in star:
+        actions = {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])
+        assert actions <= allowed_star, f"unexpected Resource '*' for {actions}"
+
+
+def test_upload_events_reach_the_lambda_with_a_dead_letter_queue(phase1: Assembly) -> None:
+    (rule,) = phase1.resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "uploads/"}]
+    (target,) = rule["Properties"]["Targets"]
+    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 8
+    (fn,) = [
+        f
+        for f in phase1.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("PackageType") == "Image"
+    ]
+    variables = fn["Properties"]["Environment"]["Variables"]
+    assert {"AUDIO_BUCKET", "STT_QUEUE_URL", "DB_SECRET_ARN"} <= set(variables)
+    assert "VpcConfig" in fn["Properties"]
+
+
+def test_alarms_notify_an_encrypted_topic(phase1: Assembly) -> None:
+    obs = phase1.template("Observability")
+    obs.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    alarms = phase1.resources("AWS::CloudWatch::Alarm")
+    names = " ".join(alarms)
+    for expected in (
+        "QueueAge",
+        "DlqNotEmpty",
+        "Api5xx",
+        "ApiLatencyP99",
+        "WorkerErrors",
+        "UploadCheckErrors",
+        "DatabaseCpu",
+        "RedisMemory",
+    ):
+        assert expected in names
+    age = next(a for k, a in alarms.items() if "QueueAge" in k)["Properties"]
+    assert age["Threshold"] == phase1.config.observability.queue_age_alarm_seconds
+    obs.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_per_type_queues_give_one_queue_dlq_and_worker_per_task_type(
+    assemble: Callable[..., Assembly],
+) -> None:
+    assembly = assemble("1", "staging", {"queues": {"mode": "per_type"}})
+    assert assembly.findings == []
+    queues = assembly.resources("AWS::SQS::Queue")
+    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 2
+    assert len([k for k in queues if k.startswith("Messaging/")]) == 4
+    services = assembly.resources("AWS::ECS::Service")
+    assert len(services) == 3  # API + STT worker + LLM worker
+    env_by_service = {
+        e["Value"]
+        for t in assembly.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        for e in c.get("Environment", [])
+        if e["Name"] == "WORKER_TASK_TYPES"
+    }
+    assert env_by_service == {"stt", "llm"}
+    step_alarms = [
+        json.dumps(a["Properties"]["Metrics"])
+        for a in assembly.resources("AWS::CloudWatch::Alarm").values()
+        if "Metrics" in a["Properties"]
+    ]
+    assert any("visible_stt" in m for m in step_alarms)
+    assert any("visible_llm" in m for m in step_alarms)

@@ -1,0 +1,213 @@
+"""The phase configuration: every phase x env is valid, every bad value is named in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from phases import ConfigError, Env, Phase, PhaseConfig, load_config
+from phases.catalog import PHASES
+
+
+@pytest.mark.parametrize("phase", ["1", "2", "3", "mvp", "growth", "scale", "MVP", 2])
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_every_phase_and_env_builds(phase: object, env: str) -> None:
+    config = load_config(phase, env)
+    assert config.env is Env(env)
+    assert config.compute == ("ecs" if config.phase is Phase.MVP else "eks")
+
+
+def test_phases_follow_the_design_table() -> None:
+    mvp, growth, scale = (load_config(p, "prod") for p in ("1", "2", "3"))
+    assert (mvp.queues.mode, growth.queues.mode, scale.queues.mode) == (
+        "single",
+        "per_type",
+        "per_type",
+    )
+    assert (mvp.database.engine, mvp.database.multi_az) == ("rds-postgres", False)
+    assert (growth.database.engine, growth.database.multi_az) == ("rds-postgres", True)
+    assert (scale.database.engine, scale.database.readers) == ("aurora-postgres", 1)
+    assert (mvp.cache.mode, growth.cache.mode, scale.cache.mode) == (
+        "single",
+        "replication",
+        "cluster",
+    )
+    assert (mvp.ai.stt_provider, mvp.ai.llm_provider) == ("transcribe", "bedrock")
+    assert (growth.ai.stt_provider, growth.ai.llm_provider) == ("openai", "openai")
+    assert scale.ai.managed_fallback is True
+
+
+def test_environments_differ_in_size_retention_protection_and_alarms() -> None:
+    staging, prod = load_config("1", "staging"), load_config("1", "prod")
+    assert (staging.network.nat_gateways, prod.network.nat_gateways) == (1, 2)
+    assert (staging.database.deletion_protection, prod.database.deletion_protection) == (
+        False,
+        True,
+    )
+    assert prod.observability.log_retention_days > staging.observability.log_retention_days
+    assert prod.observability.api_5xx_alarm_count < staging.observability.api_5xx_alarm_count
+    assert prod.ecs and staging.ecs and prod.ecs.api.count.min > staging.ecs.api.count.min
+    eks_staging, eks_prod = load_config("2", "staging").eks, load_config("2", "prod").eks
+    assert eks_staging and eks_prod
+    assert eks_staging.system_nodes.size.min == 3 and eks_prod.system_nodes.size.min >= 6
+
+
+def test_overrides_merge_deeply_and_validate() -> None:
+    config = load_config("1", "staging", json.dumps({"ecs": {"worker": {"count": {"max": 50}}}}))
+    assert config.ecs and config.ecs.worker.count.max == 50
+    assert config.ecs.worker.count.min == 0  # untouched sibling kept
+    assert config.ecs.api.cpu == 512
+
+
+def test_configs_are_frozen() -> None:
+    config = load_config()
+    with pytest.raises(Exception, match="frozen"):
+        config.env = Env.PROD  # type: ignore[misc]
+
+
+def test_every_field_is_documented() -> None:
+    seen: set[type[BaseModel]] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            for candidate in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    walk(candidate)
+
+    walk(PhaseConfig)
+    assert len(seen) > 10
+
+
+BAD = [
+    # (phase, env, overrides, the one line we expect, or a fragment of it)
+    ("4", "staging", None, "unknown phase '4': choose one of 1, mvp, 2, growth, 3, scale"),
+    ("1", "dev", None, "unknown env 'dev': choose one of staging, prod"),
+    ("1", "staging", "{bad", "overrides is not valid JSON"),
+    ("1", "staging", "[1, 2]", "overrides must be a JSON object"),
+    ("1", "staging", '{"env": "prod"}', "overrides cannot set 'env'"),
+    (
+        "1",
+        "staging",
+        '{"queues": {"mode": "triple"}}',
+        "queues.mode: Input should be 'single' or 'per_type'",
+    ),
+    (
+        "1",
+        "staging",
+        '{"queus": {}}',
+        "queus: unknown field (valid: account, ai, bucket, cache, compute",
+    ),
+    (
+        "1",
+        "staging",
+        '{"ecs": {"api": {"cpuu": 1}}}',
+        "ecs.api.cpuu: unknown field (valid: certificate_arn, count, cpu",
+    ),
+    (
+        "1",
+        "staging",
+        '{"network": {"nat_gateways": "two"}}',
+        "network.nat_gateways: Input should be a valid integer",
+    ),
+    (
+        "1",
+        "staging",
+        '{"bucket": {"raw_upload_expiry_days": -1}}',
+        "bucket.raw_upload_expiry_days: Input should be greater than or equal to 1",
+    ),
+    (
+        "1",
+        "staging",
+        '{"bucket": {"max_upload_bytes": 0}}',
+        "bucket.max_upload_bytes: Input should be greater than 0",
+    ),
+    (
+        "1",
+        "staging",
+        '{"ecs": {"worker": {"count": {"min": 5, "max": 2}}}}',
+        "ecs.worker.count: min (5) must not exceed max (2)",
+    ),
+    (
+        "1",
+        "staging",
+        '{"ecs": {"api": {"cpu": 300}}}',
+        "ecs.api.cpu: Input should be 256, 512, 1024, 2048 or 4096",
+    ),
+    (
+        "1",
+        "staging",
+        '{"ecs": {"api": {"memory_mib": 512}}}',
+        "ecs.api: memory_mib 512 is invalid with cpu 512",
+    ),
+    (
+        "1",
+        "staging",
+        '{"queues": {"visibility_timeout_seconds": 60}}',
+        "queues: visibility_timeout_seconds (60) must exceed longest_job_seconds (900)",
+    ),
+    (
+        "1",
+        "staging",
+        '{"network": {"nat_gateways": 3}}',
+        "network: nat_gateways (3) must not exceed max_azs (2)",
+    ),
+    (
+        "1",
+        "staging",
+        '{"network": {"cidr": "10.0.0.0/8"}}',
+        "network.cidr: String should match pattern",
+    ),
+    (
+        "1",
+        "staging",
+        '{"cache": {"mode": "single", "replicas_per_shard": 2}}',
+        "cache: mode 'single' takes replicas_per_shard=0 and shards=1",
+    ),
+    (
+        "1",
+        "staging",
+        '{"database": {"readers": 2}}',
+        "database: readers apply to engine 'aurora-postgres' only",
+    ),
+    ("1", "staging", '{"region": "mars-1"}', "region: String should match pattern"),
+    (
+        "1",
+        "staging",
+        '{"ecs": {"api": {"certificate_arn": "nope"}}}',
+        "ecs.api.certificate_arn: String should match pattern",
+    ),
+    (
+        "1",
+        "staging",
+        '{"observability": {"log_retention_days": 10}}',
+        "observability.log_retention_days: Input should be 1, 3, 5, 7, 14, 30",
+    ),
+    ("1", "staging", '{"compute": "eks"}', "compute 'eks' needs the `eks` section"),
+    (
+        "2",
+        "staging",
+        '{"eks": {"endpoint_public": true}}',
+        "eks: endpoint_public needs public_access_cidrs",
+    ),
+]
+
+
+@pytest.mark.parametrize(("phase", "env", "overrides", "message"), BAD)
+def test_bad_config_is_rejected_with_the_field_named(
+    phase: str, env: str, overrides: str | None, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(phase, env, overrides)
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_phase_catalog_covers_every_phase() -> None:
+    assert set(PHASES) == set(Phase)

@@ -1,0 +1,107 @@
+"""Migrations, the task table and compare-and-set state changes on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from aipp.core.db import Database, NewTask
+from aipp.core.migrate import current_revision, upgrade
+from aipp.core.models import InvalidTransition, TaskState, upload_key
+
+from ...conftest import ON_SESSION_LOOP
+
+
+def _schema(dsn: str) -> list[tuple[str, str, str]]:
+    async def read() -> list[tuple[str, str, str]]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'public' ORDER BY 1, 2"
+            )
+        finally:
+            await conn.close()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    return asyncio.run(read())
+
+
+def test_migrations_apply_to_an_empty_database_then_are_a_no_op(empty_database: str) -> None:
+    assert current_revision(empty_database) is None
+    upgrade(empty_database)
+    first = _schema(empty_database)
+    tables = {t for t, _, _ in first}
+    assert {"tenants", "api_keys", "tasks", "alembic_version"} <= tables
+    assert ("api_keys", "key_hash", "bytea") in first
+    assert not any(t == "api_keys" and c == "key" for t, c, _ in first)
+    revision = current_revision(empty_database)
+    upgrade(empty_database)
+    assert current_revision(empty_database) == revision
+    assert _schema(empty_database) == first
+
+
+def _new(tenant_id: uuid.UUID, state: TaskState = TaskState.AWAITING_UPLOAD) -> NewTask:
+    task_id = uuid.uuid4()
+    return NewTask(
+        id=task_id,
+        tenant_id=tenant_id,
+        state=state,
+        filename="a.wav",
+        object_key=upload_key(tenant_id, task_id, "a.wav"),
+        content_type="audio/wav",
+        size_bytes=10,
+        language=None,
+    )
+
+
+@ON_SESSION_LOOP
+async def test_only_one_of_many_concurrent_transitions_wins(db: Database) -> None:
+    tenant = await db.ensure_tenant("cas")
+    task, created = await db.insert_task(_new(tenant))
+    assert created
+    results = await asyncio.gather(
+        *(db.transition(task.id, TaskState.AWAITING_UPLOAD, TaskState.QUEUED) for _ in range(10))
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert winners[0].state is TaskState.QUEUED
+    assert winners[0].queued_at is not None
+
+
+@ON_SESSION_LOOP
+async def test_a_transition_outside_the_state_machine_is_refused(db: Database) -> None:
+    tenant = await db.ensure_tenant("cas")
+    task, _ = await db.insert_task(_new(tenant))
+    with pytest.raises(InvalidTransition):
+        await db.transition(task.id, TaskState.AWAITING_UPLOAD, TaskState.COMPLETED)
+    failed = await db.transition(
+        task.id,
+        TaskState.AWAITING_UPLOAD,
+        TaskState.FAILED,
+        error_code="not_audio",
+        error_message="nope",
+    )
+    assert failed is not None
+    assert (failed.state, failed.error_code, failed.error_message) == (
+        TaskState.FAILED,
+        "not_audio",
+        "nope",
+    )
+    assert failed.failed_at is not None
+
+
+@ON_SESSION_LOOP
+async def test_api_keys_are_stored_only_as_hashes(db: Database) -> None:
+    tenant = await db.ensure_tenant("hashes")
+    key_id, key = await db.create_api_key(tenant)
+    stored = await db.pool.fetchrow("SELECT * FROM api_keys WHERE id = $1", key_id)
+    assert stored is not None
+    assert key.encode() not in bytes(stored["key_hash"])
+    assert key not in " ".join(str(v) for v in stored.values())
+    principal = await db.principal_for_key(key)
+    assert principal is not None
+    assert principal.tenant_id == tenant
+    assert await db.principal_for_key(key + "x") is None

@@ -1,0 +1,206 @@
+"""The upload Lambda on real PostgreSQL, with S3 and SQS on moto's server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from aipp.core.config import Settings
+from aipp.core.db import Database
+from aipp.core.models import TaskState
+from upload_handler import handler as upload
+
+from ..conftest import (
+    ON_SESSION_LOOP,
+    AwsNames,
+    aws_client,
+    bucket_keys,
+    drain_queue,
+    new_key,
+    wav_bytes,
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def runtime(settings: Settings) -> AsyncIterator[upload.Runtime]:
+    rt = await upload.build_runtime(settings)
+    yield rt
+    await rt.db.close()
+
+
+def eventbridge(bucket: str, key: str, size: int) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}},
+    }
+
+
+async def _uploaded(
+    client: httpx.AsyncClient, db: Database, body: bytes, declared: int | None = None
+) -> tuple[uuid.UUID, str]:
+    """Create a task through the API and PUT `body` to its presigned URL, as a client would."""
+    auth = await new_key(db)
+    created = await client.post(
+        "/v1/tasks",
+        json={
+            "filename": "my talk.wav",
+            "content_type": "audio/wav",
+            "size_bytes": declared or len(body),
+        },
+        headers=auth,
+    )
+    upload_info = created.json()["upload"]
+    async with httpx.AsyncClient() as s3:
+        put = await s3.put(upload_info["url"], content=body, headers=upload_info["headers"])
+        assert put.status_code == 200, put.text
+    task = await db.get_task(uuid.UUID(created.json()["id"]))
+    assert task is not None
+    return task.id, task.object_key
+
+
+@ON_SESSION_LOOP
+async def test_valid_upload_is_queued_once_even_when_the_event_comes_twice(
+    runtime: upload.Runtime, client: httpx.AsyncClient, db: Database, aws: AwsNames
+) -> None:
+    drain_queue(aws)
+    body = wav_bytes(4000)
+    task_id, key = await _uploaded(client, db, body)
+    event = eventbridge(aws.bucket, key, len(body))
+    first = await upload.process_event(runtime, event)
+    assert first == {"objects": [{"key": key, "outcome": "queued"}]}
+    second = await upload.process_event(runtime, event)
+    assert second == {"objects": [{"key": key, "outcome": "duplicate"}]}
+    task = await db.get_task(task_id)
+    assert task is not None
+    assert task.state is TaskState.QUEUED
+    messages = drain_queue(aws)
+    assert len(messages) == 1
+    assert messages[0]["MessageAttributes"]["task_type"]["StringValue"] == "stt"
+    assert json.loads(messages[0]["Body"])["task_id"] == str(task_id)
+
+
+@ON_SESSION_LOOP
+async def test_classic_s3_notification_with_encoded_key(
+    runtime: upload.Runtime, client: httpx.AsyncClient, db: Database, aws: AwsNames
+) -> None:
+    body = wav_bytes(1000)
+    _, key = await _uploaded(client, db, body)
+    record = {"s3": {"bucket": {"name": aws.bucket}, "object": {"key": key.replace(" ", "+")}}}
+    result = await upload.process_event(runtime, {"Records": [record]})
+    assert result["objects"][0]["outcome"] == "queued"
+    assert len(drain_queue(aws)) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (b"%PDF-1.7\n" + bytes(200), None, "not_audio"),
+        (b"\x1a\x45\xdf\xa3" + bytes(200), None, "not_audio"),  # webm: not allowed here
+        (wav_bytes(600), 500, "size_mismatch"),
+    ],
+    ids=["pdf", "type not allowed", "size differs from declared"],
+)
+@ON_SESSION_LOOP
+async def test_bad_upload_fails_the_task_and_removes_the_object(
+    runtime: upload.Runtime,
+    client: httpx.AsyncClient,
+    db: Database,
+    aws: AwsNames,
+    case: tuple[bytes, int | None, str],
+) -> None:
+    body, declared, code = case
+    auth, task_id, key = await _uploaded_raw(client, db, aws, body, declared)
+    result = await upload.process_event(runtime, eventbridge(aws.bucket, key, len(body)))
+    assert result["objects"][0]["outcome"] == f"rejected:{code}"
+    task = await db.get_task(task_id)
+    assert task is not None
+    assert (task.state, task.error_code) == (TaskState.FAILED, code)
+    assert key not in bucket_keys(aws, key)
+    assert drain_queue(aws) == []
+    visible = await client.get(f"/v1/tasks/{task_id}", headers=auth)
+    assert visible.json()["error"]["code"] == code
+
+
+@ON_SESSION_LOOP
+async def test_oversized_object_is_rejected(
+    settings: Settings, client: httpx.AsyncClient, db: Database, aws: AwsNames
+) -> None:
+    small = await upload.build_runtime(settings.model_copy(update={"max_upload_bytes": 100}))
+    try:
+        body = wav_bytes(400)
+        _, key = await _uploaded(client, db, body)
+        result = await upload.process_event(small, eventbridge(aws.bucket, key, len(body)))
+        assert result["objects"][0]["outcome"] == "rejected:file_too_large"
+    finally:
+        await small.db.close()
+
+
+@ON_SESSION_LOOP
+async def test_objects_without_a_task_are_removed_and_others_ignored(
+    runtime: upload.Runtime, aws: AwsNames
+) -> None:
+    stray = f"uploads/{uuid.uuid4()}/{uuid.uuid4()}/x.wav"
+    aws_client(aws.endpoint, "s3").put_object(Bucket=aws.bucket, Key=stray, Body=wav_bytes())
+    event = {
+        "Records": [
+            {"s3": {"bucket": {"name": aws.bucket}, "object": {"key": stray}}},
+            {"s3": {"bucket": {"name": aws.bucket}, "object": {"key": "transcripts/a.json"}}},
+            {"s3": {"bucket": {"name": "another-bucket"}, "object": {"key": stray}}},
+        ]
+    }
+    outcomes = [o["outcome"] for o in (await upload.process_event(runtime, event))["objects"]]
+    assert outcomes == ["ignored:no-task", "ignored:not-an-upload", "ignored:other-bucket"]
+    assert bucket_keys(aws, stray) == []
+    assert await upload.process_event(runtime, {"detail-type": "Object Created"}) == {"objects": []}
+
+
+async def _uploaded_raw(
+    client: httpx.AsyncClient, db: Database, aws: AwsNames, body: bytes, declared: int | None
+) -> tuple[dict[str, str], uuid.UUID, str]:
+    """Like a client that lies: the object is written straight to S3, whatever it is."""
+    auth = await new_key(db)
+    created = await client.post(
+        "/v1/tasks",
+        json={
+            "filename": "a.wav",
+            "content_type": "audio/wav",
+            "size_bytes": declared or len(body),
+        },
+        headers=auth,
+    )
+    task = await db.get_task(uuid.UUID(created.json()["id"]))
+    assert task is not None
+    aws_client(aws.endpoint, "s3").put_object(Bucket=aws.bucket, Key=task.object_key, Body=body)
+    return auth, task.id, task.object_key
+
+
+def test_lambda_entrypoint_reads_the_environment_at_cold_start(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, aws: AwsNames
+) -> None:
+    for name, value in {
+        "DATABASE_URL": settings.database_dsn(),
+        "REDIS_URL": settings.redis_dsn(),
+        "AUDIO_BUCKET": aws.bucket,
+        "STT_QUEUE_URL": aws.queue_url,
+        "LLM_QUEUE_URL": aws.queue_url,
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(upload, "_RUNTIME", None)
+    stray = f"uploads/{uuid.uuid4()}/{uuid.uuid4()}/x.wav"
+    try:
+        result = upload.handler(eventbridge(aws.bucket, stray, 10), None)
+        assert result == {"objects": [{"key": stray, "outcome": "ignored:no-task"}]}
+        assert upload._RUNTIME is not None
+        assert upload._RUNTIME.settings.audio_bucket == aws.bucket
+    finally:
+        if upload._RUNTIME is not None:
+            upload._LOOP.run_until_complete(upload._RUNTIME.db.close())

@@ -1,0 +1,99 @@
+"""`app.py` as the CDK CLI runs it: bad values exit non-zero with one line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+
+
+def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run app.py the way the CDK CLI does: context in CDK_CONTEXT_JSON, output in CDK_OUTDIR."""
+    env = {**cli_env(), "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(outdir)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"phase": "9"}, "error: unknown phase '9': choose one of 1, mvp, 2, growth, 3, scale"),
+        ({"env": "qa"}, "error: unknown env 'qa': choose one of staging, prod"),
+        ({"overrides": '{"queues": {"mode": "x"}}'}, "error: invalid config: queues.mode"),
+        (
+            {"phase": "growth"},
+            "error: phase 2 (growth) is configured but its stacks are not built yet",
+        ),
+    ],
+)
+def test_bad_context_exits_2_with_one_line(
+    context: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    result = run_app(context, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(message)
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json")), "nothing is written on bad input"
+
+
+def cli_env() -> dict[str, str]:
+    """No AWS credentials or region: synth must not need them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PATH"] = f"{CDK.parent}:{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def test_cdk_synth_without_context_or_credentials(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(CDK), "synth", "--quiet", "--output", str(tmp_path)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = sorted(p.name for p in tmp_path.glob("*.template.json"))
+    assert names == [
+        f"Aipp-P1-Staging-{s}.template.json"
+        for s in sorted(["ComputeEcs", "Data", "Messaging", "Network", "Observability", "Pipeline"])
+    ]
+    report = json.loads((tmp_path / "manifest.json").read_text())
+    assert all(
+        a.get("environment") == "aws://unknown-account/unknown-region"
+        for a in report["artifacts"].values()
+        if a["type"] == "aws:cloudformation:stack"
+    )
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_cdk_cli_reports_a_bad_phase_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(CDK), "synth", "-c", "phase=7", "--output", str(tmp_path)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "error: unknown phase '7': choose one of 1, mvp, 2, growth, 3, scale" in result.stderr
+    assert "Traceback" not in result.stderr

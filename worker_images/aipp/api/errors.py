@@ -1,0 +1,169 @@
+"""Every error is JSON `{"error": {"code", "message"}}`; 5xx only when a dependency is down."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import botocore.exceptions
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("aipp.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    431: "header_too_large",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+class DependencyDown(Exception):
+    def __init__(self, dependency: str) -> None:
+        super().__init__(f"{dependency} is unavailable")
+        self.dependency = dependency
+
+
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    DependencyDown,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in {"body"}) or "request"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def validation_error(errors: list[Any]) -> ApiError:
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ApiError(400, "malformed_json", "the request body is not valid JSON")
+    if any(e.get("type") == "extra_forbidden" for e in errors):
+        return ApiError(422, "unknown_field", _describe(errors))
+    return ApiError(422, "validation_error", _describe(errors))
+
+
+def dependency_of(exc: BaseException) -> str | None:  # noqa: PLR0911 - a table of cases
+    """Which dependency an exception says is down, or None if it is not an outage."""
+    if isinstance(exc, DependencyDown):
+        return exc.dependency
+    if isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.TooManyConnectionsError,
+    ):
+        return "database"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "redis"
+    if isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectTimeoutError
+        | botocore.exceptions.ReadTimeoutError
+        | botocore.exceptions.ConnectionClosedError,
+    ):
+        return "s3/sqs"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or exc.response.get("Error", {}).get("Code") in {
+            "NoSuchBucket",
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "QueueDoesNotExist",
+        }:
+            return "s3/sqs"
+    if isinstance(exc, OSError | TimeoutError):
+        return "database"
+    return None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = validation_error(list(exc.errors()))
+        return error_response(err.status, err.code, err.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+    async def _dependency(request: Request, exc: Exception) -> JSONResponse:
+        dependency = dependency_of(exc)
+        if dependency is None:
+            log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+            return error_response(500, "internal_error", "an unexpected error occurred")
+        log.warning(
+            "dependency unavailable",
+            extra={"dependency": dependency, "path": request.url.path, "err": repr(exc)},
+        )
+        return error_response(
+            503,
+            "dependency_unavailable",
+            f"{dependency} is unavailable; see /readyz",
+            {"Retry-After": "5"},
+        )
+
+    # Registered per class, so they are answered in place (a bare `Exception` handler would
+    # answer too, but the server then logs the exception a second time as unhandled).
+    for exc_class in DEPENDENCY_ERRORS:
+        app.add_exception_handler(exc_class, _dependency)
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        return await _dependency(request, exc)

@@ -1,0 +1,79 @@
+"""The FastAPI application: `aipp.api.main:app` (uvicorn)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from aipp.api.errors import install_error_handlers
+from aipp.api.metrics import Metrics
+from aipp.api.middleware import LimitsAndMetrics
+from aipp.api.routes import health, tasks
+from aipp.api.schemas import CreateTaskRequest
+from aipp.api.services import Services
+from aipp.core.config import Settings, get_settings
+from aipp.core.logging import configure_logging
+
+# Multipart bodies carry some framing around the file itself.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        app.state.services = await Services.start(settings, metrics)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    app = FastAPI(
+        title="AI Processing Platform — task API",
+        version="1.0.0",
+        description="Upload audio, get a transcript and an LLM summary, asynchronously.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(tasks.router)
+    app.include_router(health.router)
+    app.add_middleware(
+        LimitsAndMetrics,
+        metrics=metrics,
+        max_header_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    _document_request_bodies(app)
+    return app
+
+
+def _document_request_bodies(app: FastAPI) -> None:
+    """POST /v1/tasks reads its body by content type, so its JSON schema is added by hand."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            defs = CreateTaskRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {})
+            schema["components"]["schemas"]["CreateTaskRequest"] = defs
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+app = create_app()

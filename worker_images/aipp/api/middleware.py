@@ -1,0 +1,135 @@
+"""Pure ASGI middleware: header and body limits, metrics and one JSON access-log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aipp.api.errors import error_body
+from aipp.api.metrics import Metrics
+
+log = logging.getLogger("aipp.access")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class LimitsAndMetrics:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_header_bytes: int, max_body_bytes: int
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status_holder = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_wrapper)
+        finally:
+            self._observe(scope, int(status_holder["status"]), time.perf_counter() - start)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+            await _send_error(
+                send,
+                431,
+                "header_too_large",
+                f"request headers exceed {self.max_header_bytes} bytes",
+            )
+            return
+        declared = next((v for k, v in headers if k == b"content-length"), None)
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+                return
+            if length > self.max_body_bytes:
+                await _send_error(
+                    send,
+                    413,
+                    "payload_too_large",
+                    f"the request body exceeds {self.max_body_bytes} bytes",
+                )
+                return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _send_error(
+                    send,
+                    413,
+                    "payload_too_large",
+                    f"the request body exceeds {self.max_body_bytes} bytes",
+                )
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.requests.labels(method, template, str(status)).inc()
+        self.metrics.latency.labels(method, template).observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )

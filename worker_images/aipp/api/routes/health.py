@@ -1,0 +1,60 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from aipp.api.deps import ServicesDep
+from aipp.api.errors import error_body
+from aipp.api.metrics import CONTENT_TYPE
+from aipp.api.schemas import Readiness
+
+router = APIRouter(tags=["health"])
+log = logging.getLogger("aipp.api")
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"description": "a dependency is unreachable; `checks` says which"}},
+    summary="Database, Redis, S3 and the queue are reachable",
+)
+async def readyz(services: ServicesDep) -> JSONResponse:
+    timeout = services.settings.dependency_timeout_seconds
+    probes: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": services.db.ping,
+        "redis": services.cache.ping,
+        "s3": services.storage.ping,
+        "queue": services.queue.ping,
+    }
+
+    async def probe(name: str, check: Callable[[], Awaitable[None]]) -> tuple[str, str]:
+        try:
+            await asyncio.wait_for(check(), timeout)
+        except Exception as exc:  # any failure means "not ready", and says which
+            log.warning("readiness check failed", extra={"dependency": name, "err": repr(exc)})
+            return name, "unavailable"
+        return name, "ok"
+
+    checks = dict(await asyncio.gather(*(probe(n, c) for n, c in probes.items())))
+    down = sorted(name for name, status in checks.items() if status != "ok")
+    if down:
+        body = error_body("not_ready", f"unavailable: {', '.join(down)}")
+        body.update({"status": "unavailable", "checks": checks})
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", "checks": checks})
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)")
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,1 @@
+"""Shared core: settings, task model, PostgreSQL, S3, Redis and SQS access."""

@@ -1,0 +1,56 @@
+"""boto3 clients built from Settings (moto's server locally via AWS_ENDPOINT_URL)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from aipp.core.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+
+def _client_kwargs(settings: Settings, *, s3: bool = False) -> dict[str, Any]:
+    config = Config(
+        region_name=settings.aws_region,
+        connect_timeout=settings.dependency_timeout_seconds,
+        read_timeout=max(10.0, settings.dependency_timeout_seconds),
+        retries={"max_attempts": 2, "mode": "standard"},
+        max_pool_connections=64,
+        signature_version="s3v4" if s3 else None,
+        s3={"addressing_style": "path"} if s3 and settings.aws_endpoint_url else None,
+    )
+    kwargs: dict[str, Any] = {"config": config, "region_name": settings.aws_region}
+    if settings.aws_endpoint_url:
+        kwargs["endpoint_url"] = settings.aws_endpoint_url
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            # moto's server accepts any credentials; never used against real AWS.
+            kwargs["aws_access_key_id"] = "testing"
+            kwargs["aws_secret_access_key"] = "testing"  # noqa: S105
+    return kwargs
+
+
+def s3_client(settings: Settings) -> S3Client:
+    return boto3.session.Session().client("s3", **_client_kwargs(settings, s3=True))
+
+
+def sqs_client(settings: Settings) -> SQSClient:
+    return boto3.session.Session().client("sqs", **_client_kwargs(settings))
+
+
+def secrets_client(settings: Settings) -> SecretsManagerClient:
+    return boto3.session.Session().client("secretsmanager", **_client_kwargs(settings))
+
+
+def resolve_db_secret(settings: Settings) -> Settings:
+    """Fill DB_* from DB_SECRET_ARN when set and no DSN is given (once per cold start)."""
+    if not settings.db_secret_arn or settings.database_url or settings.db_host:
+        return settings
+    secret = secrets_client(settings).get_secret_value(SecretId=settings.db_secret_arn)
+    return settings.with_db_secret(secret["SecretString"])

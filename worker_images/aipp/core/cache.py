@@ -1,0 +1,95 @@
+"""Redis access: the result cache and the per-key token bucket."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from aipp.core.config import Settings
+
+RESULT_TTL_SECONDS = 24 * 3600
+
+# Atomic token bucket: refill by elapsed server time, take one token if there is one.
+_RATE_LIMIT_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(data[1]) or burst
+local ts = tonumber(data[2]) or t
+tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
+local allowed = 0
+local retry = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(t))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(retry)}
+"""
+
+
+def create_redis(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis_dsn(),
+        socket_timeout=settings.dependency_timeout_seconds,
+        socket_connect_timeout=settings.dependency_timeout_seconds,
+        decode_responses=False,
+        max_connections=128,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    retry_after_seconds: int
+
+
+class Cache:
+    def __init__(self, redis: Redis, prefix: str = "aipp") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._bucket = redis.register_script(_RATE_LIMIT_SCRIPT)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    def result_key(self, tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
+        return f"{self.prefix}:result:{tenant_id}:{task_id}"
+
+    async def get_result(self, tenant_id: uuid.UUID, task_id: uuid.UUID) -> dict[str, Any] | None:
+        raw = await self.redis.get(self.result_key(tenant_id, task_id))
+        if raw is None:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    async def set_result(
+        self, tenant_id: uuid.UUID, task_id: uuid.UUID, result: dict[str, Any]
+    ) -> None:
+        await self.redis.set(
+            self.result_key(tenant_id, task_id), json.dumps(result), ex=RESULT_TTL_SECONDS
+        )
+
+    async def drop_result(self, tenant_id: uuid.UUID, task_id: uuid.UUID) -> None:
+        await self.redis.delete(self.result_key(tenant_id, task_id))
+
+    async def take_token(self, key_id: uuid.UUID, *, per_minute: int, burst: int) -> RateDecision:
+        allowed, retry = await self._bucket(
+            keys=[f"{self.prefix}:ratelimit:{key_id}"], args=[per_minute / 60.0, burst]
+        )
+        return RateDecision(
+            allowed=bool(int(allowed)), retry_after_seconds=max(1, math.ceil(float(retry)))
+        )

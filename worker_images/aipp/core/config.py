@@ -1,0 +1,154 @@
+"""One `Settings` object, read from the environment and validated once at start."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_ALLOWED_CONTENT_TYPES = (
+    "audio/mpeg",
+    "audio/wav",
+    "audio/flac",
+    "audio/ogg",
+    "audio/mp4",
+    "audio/webm",
+)
+
+
+class SettingsError(SystemExit):
+    """Raised when the environment does not describe a usable configuration."""
+
+
+class Settings(BaseSettings):
+    """Every value comes from an environment variable of the same name (upper case)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    database_url: str | None = Field(
+        default=None, description="postgresql://user:password@host:port/dbname"
+    )
+    db_host: str | None = Field(default=None, description="set by ECS from the RDS secret")
+    db_port: int = Field(default=5432, ge=1, le=65535, description="database port")
+    db_name: str | None = Field(default=None, description="database name")
+    db_user: str | None = Field(default=None, description="database user")
+    db_password: str | None = Field(default=None, repr=False, description="database password")
+    db_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret (the Lambda resolves it at cold start)"
+    )
+    db_pool_min: int = Field(default=1, ge=0, description="smallest connection pool")
+    db_pool_max: int = Field(default=10, ge=1, description="largest connection pool")
+
+    redis_url: str | None = Field(default=None, description="redis://host:port/db")
+    redis_host: str | None = Field(default=None, description="ElastiCache endpoint")
+    redis_port: int = Field(default=6379, ge=1, le=65535, description="Redis port")
+    redis_tls: bool = Field(default=False, description="true in AWS")
+    redis_auth_token: str | None = Field(default=None, repr=False, description="Redis AUTH")
+
+    audio_bucket: str = Field(default="aipp-audio-local", min_length=3, description="S3 bucket")
+    stt_queue_url: str = Field(
+        default="http://127.0.0.1:5000/123456789012/aipp-tasks", description="STT queue"
+    )
+    llm_queue_url: str = Field(
+        default="http://127.0.0.1:5000/123456789012/aipp-tasks", description="LLM queue"
+    )
+    aws_region: str = Field(default="us-east-1", description="AWS region")
+    aws_endpoint_url: str | None = Field(
+        default=None, description="only locally: moto's server for S3 and SQS"
+    )
+
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1, description="largest audio")
+    allowed_content_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_ALLOWED_CONTENT_TYPES, description="comma-separated MIME types"
+    )
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="sustained rate per key")
+    rate_limit_burst: int = Field(default=100, ge=1, description="bucket size per key")
+    presign_expires_seconds: int = Field(default=900, ge=1, le=604800, description="URL life")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    max_header_bytes: int = Field(default=8192, ge=1024, description="largest request header")
+    dependency_timeout_seconds: float = Field(default=3.0, gt=0, description="per call")
+
+    @field_validator("allowed_content_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip().lower() for v in value.split(",") if v.strip()]
+        if not value:
+            raise ValueError("must name at least one MIME type")
+        return tuple(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @model_validator(mode="after")
+    def _database_source(self) -> Settings:
+        parts = (self.db_host, self.db_name, self.db_user)
+        if any(parts) and not all(parts):
+            raise ValueError("DB_HOST, DB_NAME and DB_USER must be set together")
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        return self
+
+    def database_dsn(self) -> str:
+        """The DSN to connect with; DB_SECRET_ARN must be resolved first (see `with_secret`)."""
+        if self.database_url:
+            return self.database_url
+        if self.db_host and self.db_name and self.db_user:
+            password = f":{quote(self.db_password, safe='')}" if self.db_password else ""
+            return (
+                f"postgresql://{quote(self.db_user, safe='')}{password}"
+                f"@{self.db_host}:{self.db_port}/{quote(self.db_name, safe='')}"
+            )
+        if self.db_secret_arn:
+            raise SettingsError("DB_SECRET_ARN is set but the secret was not resolved")
+        return "postgresql://postgres@127.0.0.1:5432/aipp"
+
+    def with_db_secret(self, secret_string: str) -> Settings:
+        """A copy with DB_* from an RDS secret (JSON: host, port, dbname, username, password)."""
+        data = json.loads(secret_string)
+        return self.model_copy(
+            update={
+                "db_host": data["host"],
+                "db_port": int(data.get("port", 5432)),
+                "db_name": data.get("dbname", "postgres"),
+                "db_user": data["username"],
+                "db_password": data.get("password"),
+            }
+        )
+
+    def redis_dsn(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            scheme = "rediss" if self.redis_tls else "redis"
+            auth = f":{quote(self.redis_auth_token, safe='')}@" if self.redis_auth_token else ""
+            return f"{scheme}://{auth}{self.redis_host}:{self.redis_port}/0"
+        return "redis://127.0.0.1:6379/0"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the environment; exit with one clear message per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg']}")
+        raise SettingsError(
+            "invalid configuration from the environment:\n" + "\n".join(lines)
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,56 @@
+"""The SQS client: every message carries the `task_type` attribute (stt or llm)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from aipp.core.aws import sqs_client
+from aipp.core.config import Settings
+from aipp.core.models import TaskType
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+TASK_TYPE_ATTRIBUTE = "task_type"
+
+
+class TaskMessage(BaseModel):
+    """The body of every queue message (JSON)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    task_id: uuid.UUID
+    tenant_id: uuid.UUID
+    object_key: str
+    task_type: TaskType
+    language: str | None = None
+
+
+class Queue:
+    def __init__(self, settings: Settings, client: SQSClient | None = None) -> None:
+        self.urls = {TaskType.STT: settings.stt_queue_url, TaskType.LLM: settings.llm_queue_url}
+        self.client = client or sqs_client(settings)
+
+    async def send(self, message: TaskMessage) -> str:
+        response = await asyncio.to_thread(
+            self.client.send_message,
+            QueueUrl=self.urls[message.task_type],
+            MessageBody=message.model_dump_json(),
+            MessageAttributes={
+                TASK_TYPE_ATTRIBUTE: {
+                    "DataType": "String",
+                    "StringValue": message.task_type.value,
+                }
+            },
+        )
+        return response["MessageId"]
+
+    async def ping(self) -> None:
+        for url in set(self.urls.values()):
+            await asyncio.to_thread(
+                self.client.get_queue_attributes, QueueUrl=url, AttributeNames=["QueueArn"]
+            )

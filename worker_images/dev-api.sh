@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make dev-api`: the task API on http://127.0.0.1:8000 against local PostgreSQL and Redis, with S3
+# and SQS on moto's server (started here, stopped on exit). Not part of any image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+MOTO_PORT=${MOTO_PORT:-5000}
+API_PORT=${API_PORT:-8000}
+
+export PYTHONPATH=worker_images
+export DATABASE_URL=${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/aipp}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}
+export AWS_REGION=${AWS_REGION:-us-east-1}
+export AUDIO_BUCKET=${AUDIO_BUCKET:-aipp-audio-local}
+export STT_QUEUE_URL=${STT_QUEUE_URL:-$AWS_ENDPOINT_URL/123456789012/aipp-tasks}
+export LLM_QUEUE_URL=${LLM_QUEUE_URL:-$STT_QUEUE_URL}
+
+moto_pid=""
+cleanup() { [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
+  echo "==> starting moto's server (S3, SQS) on 127.0.0.1:$MOTO_PORT"
+  "$PY" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
+  moto_pid=$!
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null && break; sleep 0.2; done
+fi
+"$PY" -m aipp.admin init-local-aws
+"$PY" -m aipp.admin migrate --create-database
+echo "==> task API on http://127.0.0.1:$API_PORT (docs at /docs); Ctrl-C stops it"
+echo "    an API key: make api-key TENANT=<name>"
+"$PY" -m uvicorn aipp.api.main:app --host 127.0.0.1 --port "$API_PORT" --no-access-log
