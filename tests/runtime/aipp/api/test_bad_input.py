@@ -1,4 +1,4 @@
-# ruff: noqa: E501 - the table of cases reads best one case a line
+
 """Bad input gets a clear 4xx JSON error and leaves nothing half-written behind."""
 
 from __future__ import annotations
