@@ -1,4 +1,3 @@
-
 """Bad input gets a clear 4xx JSON error and leaves nothing half-written behind."""
 
 from __future__ import annotations
