@@ -16,6 +16,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from cdk_constructs.eks_addons import AddonDependencyError
 from phases import ConfigError, PhaseConfig, load_config
 from stacks import PhaseNotBuiltError, build_platform
 
@@ -52,7 +53,7 @@ def main() -> int:
     app = cdk.App()
     try:
         build_app(app)
-    except (ConfigError, PhaseNotBuiltError) as exc:
+    except (ConfigError, PhaseNotBuiltError, AddonDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app.synth()

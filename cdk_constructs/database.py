@@ -77,13 +77,6 @@ class Database(Construct):
                 cloudwatch_logs_retention=retention(log_retention_days),
                 enable_performance_insights=True,
             )
-            if not config.deletion_protection:
-                acknowledge(
-                    instance,
-                    "AwsSolutions-RDS10",
-                    "Deletion protection is on in prod; this environment's config turns it off "
-                    "so a disposable staging stack can be torn down.",
-                )
             if not config.multi_az:
                 acknowledge(
                     instance,
@@ -138,6 +131,13 @@ class Database(Construct):
             self.free_storage_metric = cluster.metric_free_local_storage()
             self.connections_metric = cluster.metric_database_connections()
 
+        if not config.deletion_protection:
+            acknowledge(
+                self,
+                "AwsSolutions-RDS10",
+                "Deletion protection is on in prod; this environment's config turns it off "
+                "so a disposable staging stack can be torn down.",
+            )
         self.connections = ec2.Connections(
             security_groups=[self.security_group], default_port=ec2.Port.tcp(DB_PORT)
         )

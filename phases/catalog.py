@@ -192,12 +192,25 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
                 "worker_max_replicas": {"stt": 1, "llm": 1},
             },
         },
+        # Prod: 6+ system nodes and 4+ GPUs (DESIGN.md's environments): each pool keeps one
+        # On-Demand and one Spot GPU warm and bursts on Spot first.
         Env.PROD: {
             "network": {"flow_log_retention_days": 90},
             "bucket": {"access_log_retention_days": 365},
             "database": {"backup_retention_days": 14, "deletion_protection": True},
             "eks": {
-                "system_nodes": {"instance_types": ("m7i.large",), "size": {"min": 6, "max": 10}}
+                "system_nodes": {"instance_types": ("m7i.large",), "size": {"min": 6, "max": 10}},
+                "gpu_pools": tuple(
+                    {
+                        "name": purpose,
+                        "purpose": purpose,
+                        "instance_types": ("g5.xlarge",),
+                        "spot": {"min": 1, "max": 4},
+                        "on_demand": {"min": 1, "max": 2},
+                    }
+                    for purpose in ("stt", "llm")
+                ),
+                "worker_max_replicas": {"stt": 6, "llm": 6},
             },
             "observability": {"log_retention_days": 90, "queue_age_alarm_seconds": 600},
         },

@@ -11,6 +11,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from phases.eks_facts import DEFAULT_CHARTS, GPU_INSTANCES, KUBECTL_LAYERS, kubectl_layer_for
+
 
 class Phase(IntEnum):
     """The three growth phases of the platform (DESIGN.md's phase table)."""
@@ -255,6 +257,50 @@ class GpuPoolConfig(Frozen):
     on_demand: MinMax = Field(description="On-Demand node group bounds.")
     disk_gib: int = Field(default=200, ge=50, description="Root volume for images and weights.")
 
+    @model_validator(mode="after")
+    def _gpu_instances(self) -> Self:
+        unknown = [t for t in self.instance_types if t not in GPU_INSTANCES]
+        if unknown:
+            raise ValueError(
+                f"instance type {unknown[0]} has no GPU or is unknown; GPU pools take one of "
+                f"{', '.join(GPU_INSTANCES)}"
+            )
+        if len({GPU_INSTANCES[t] for t in self.instance_types}) > 1:
+            raise ValueError("instance types of one pool must have the same number of GPUs")
+        return self
+
+    @property
+    def gpus_per_node(self) -> int:
+        return GPU_INSTANCES[self.instance_types[0]]
+
+
+class AddonChartsConfig(Frozen):
+    nvidia_device_plugin: str = Field(
+        default=DEFAULT_CHARTS["nvidia_device_plugin"], description="NVIDIA device plugin chart."
+    )
+    cluster_autoscaler: str = Field(
+        default=DEFAULT_CHARTS["cluster_autoscaler"], description="Cluster Autoscaler chart."
+    )
+    keda: str = Field(default=DEFAULT_CHARTS["keda"], description="KEDA chart.")
+    metrics_server: str = Field(
+        default=DEFAULT_CHARTS["metrics_server"], description="metrics-server chart."
+    )
+    argo_rollouts: str = Field(
+        default=DEFAULT_CHARTS["argo_rollouts"], description="Argo Rollouts chart."
+    )
+    container_insights: str | None = Field(
+        default=None,
+        description=(
+            "amazon-cloudwatch-observability EKS add-on version, e.g. `v4.1.0-eksbuild.1`; "
+            "None takes EKS's default version for the cluster's Kubernetes version."
+        ),
+    )
+    aws_load_balancer_controller: str = Field(
+        default=DEFAULT_CHARTS["aws_load_balancer_controller"],
+        pattern=r"^v\d+\.\d+\.\d+$",
+        description="AWS Load Balancer Controller version (the CDK-maintained chart and policy).",
+    )
+
 
 class EksConfig(Frozen):
     kubernetes_version: str = Field(
@@ -283,6 +329,19 @@ class EksConfig(Frozen):
     canary_steps: tuple[int, ...] = Field(
         default=(10, 30, 100), description="Canary traffic weights in percent."
     )
+    charts: AddonChartsConfig = Field(
+        default_factory=AddonChartsConfig, description="Pinned add-on chart versions."
+    )
+
+    @model_validator(mode="after")
+    def _kubectl_layer(self) -> Self:
+        if kubectl_layer_for(self.kubernetes_version) is None:
+            supported = sorted({v for vs in KUBECTL_LAYERS.values() for v in vs})
+            raise ValueError(
+                f"kubernetes_version {self.kubernetes_version} has no matching kubectl layer "
+                f"installed; supported: {', '.join(supported)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _public_needs_cidrs(self) -> Self:

@@ -7,13 +7,14 @@ from constructs import Construct
 
 from phases import Phase, PhaseConfig
 from stacks.compute_ecs import ComputeEcsStack
+from stacks.compute_eks import ComputeEksStack
 from stacks.data import DataStack
 from stacks.messaging import MessagingStack
 from stacks.network import NetworkStack
 from stacks.observability import ObservabilityStack
 from stacks.pipeline import PipelineStack
 
-IMPLEMENTED_PHASES: tuple[Phase, ...] = (Phase.MVP,)
+IMPLEMENTED_PHASES: tuple[Phase, ...] = (Phase.MVP, Phase.GROWTH, Phase.SCALE)
 
 
 class PhaseNotBuiltError(RuntimeError):
@@ -47,25 +48,36 @@ def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
         queues=messaging.queues,
         env=env,
     )
-    compute = ComputeEcsStack(
-        scope,
-        name("ComputeEcs"),
-        config=config,
-        vpc=network.vpc,
-        audio=data.audio,
-        database=data.database,
-        cache=data.cache,
-        queues=messaging.queues,
-        env=env,
-    )
+    compute: ComputeEcsStack | ComputeEksStack
+    if config.compute == "ecs":
+        compute = ComputeEcsStack(
+            scope,
+            name("ComputeEcs"),
+            config=config,
+            vpc=network.vpc,
+            audio=data.audio,
+            database=data.database,
+            cache=data.cache,
+            queues=messaging.queues,
+            env=env,
+        )
+    else:
+        compute = ComputeEksStack(
+            scope,
+            name("ComputeEks"),
+            config=config,
+            vpc=network.vpc,
+            database=data.database,
+            cache=data.cache,
+            queues=messaging.queues,
+            env=env,
+        )
     observability = ObservabilityStack(
         scope,
         name("Observability"),
         config=config,
         queues=messaging.queues,
-        api=compute.api,
-        workers=compute.workers,
-        worker_errors=compute.worker_errors,
+        compute=compute.signals,
         upload_function=pipeline.upload_function,
         database=data.database,
         cache=data.cache,

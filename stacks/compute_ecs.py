@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -24,12 +25,13 @@ from cdk_constructs.fargate_services import ApiService, WorkerService
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
+from cdk_constructs.signals import ComputeSignals
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig, TaskType
 
 
 class ComputeEcsStack(Stack):
-    """Exposes `cluster`, `api`, `workers` (one `WorkerService` per queue), `worker_errors`."""
+    """Exposes `cluster`, `api`, `workers` (one `WorkerService` per queue) and `signals`."""
 
     def __init__(
         self,
@@ -116,6 +118,12 @@ class ComputeEcsStack(Stack):
             actions=["s3:GetObject", "s3:DeleteObject"],
             prefixes=[UPLOADS_PREFIX, TRANSCRIPTS_PREFIX, RESULTS_PREFIX],
         )
+        # `/readyz` checks the bucket with HeadBucket, which S3 authorises as s3:ListBucket.
+        api_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"]
+            )
+        )
         for pair in queues.pairs:
             pair.queue.grant_send_messages(api_role)
             pair.queue.grant(api_role, "sqs:GetQueueAttributes")
@@ -151,6 +159,26 @@ class ComputeEcsStack(Stack):
 
         allow_ingress(database.connections, self.api.service, "Task API")
         allow_ingress(cache.connections, self.api.service, "Task API")
+
+        self.signals = ComputeSignals(
+            load_balancer=self.api.load_balancer,
+            scaling=[w.backlog_per_task for w in self.workers],
+            worker_errors=self.worker_errors,
+            utilisation=[
+                cw.Metric(
+                    namespace="AWS/ECS",
+                    metric_name="CPUUtilization",
+                    dimensions_map={
+                        "ClusterName": self.cluster.cluster_name,
+                        "ServiceName": w.service.service_name,
+                    },
+                    period=Duration.minutes(5),
+                    label=f"worker {w.queues.name} CPU %",
+                )
+                for w in self.workers
+            ],
+            utilisation_title="worker CPU %",
+        )
 
     def _grant_ai(self, role: iam.IRole, config: PhaseConfig, types: tuple[TaskType, ...]) -> None:
         """Transcribe job actions and Bedrock invocation on the configured models only."""

@@ -16,8 +16,8 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 from cdk_constructs.database import Database
-from cdk_constructs.fargate_services import ApiService, WorkerService
 from cdk_constructs.redis_cache import RedisCache
+from cdk_constructs.signals import ComputeSignals
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig
 
@@ -34,9 +34,7 @@ class ObservabilityStack(Stack):
         *,
         config: PhaseConfig,
         queues: TaskQueues,
-        api: ApiService,
-        workers: list[WorkerService],
-        worker_errors: cw.IMetric,
+        compute: ComputeSignals,
         upload_function: lambda_.IFunction,
         database: Database,
         cache: RedisCache,
@@ -73,7 +71,7 @@ class ObservabilityStack(Stack):
             created.add_ok_action(action)
             self.alarms[name] = created
 
-        queue_widgets: list[cw.IWidget] = []
+        rows: list[list[cw.IWidget]] = []
         for pair in queues.pairs:
             label = pair.name.upper()
             depth = pair.queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES)
@@ -96,57 +94,50 @@ class ObservabilityStack(Stack):
                 obs.dlq_alarm_messages,
                 f"{pair.name} messages reached the DLQ: their tasks failed; see the runbook.",
             )
-            queue_widgets.append(
-                cw.GraphWidget(
-                    title=f"Queue {pair.name}: depth / DLQ",
-                    left=[depth, dlq_depth],
-                    width=8,
-                )
-            )
-            queue_widgets.append(
-                cw.GraphWidget(title=f"Queue {pair.name}: age of oldest (s)", left=[age], width=8)
+            rows.append(
+                [
+                    cw.GraphWidget(
+                        title=f"Queue {pair.name}: depth / DLQ", left=[depth, dlq_depth], width=12
+                    ),
+                    cw.GraphWidget(
+                        title=f"Queue {pair.name}: age of oldest (s)", left=[age], width=12
+                    ),
+                ]
             )
 
-        lb = api.load_balancer
-        api_5xx = lb.metrics.http_code_target(
-            elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
-        )
-        elb_5xx = lb.metrics.http_code_elb(
-            elbv2.HttpCodeElb.ELB_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
-        )
-        latency = lb.metrics.target_response_time(period=FIVE_MINUTES, statistic="p99")
-        alarm(
-            "Api5xx",
-            api_5xx,
-            obs.api_5xx_alarm_count,
-            "The task API answered 5xx: a dependency is down (see /readyz) or a bug.",
-        )
-        alarm(
-            "ApiLatencyP99",
-            latency,
-            obs.api_p99_latency_alarm_ms / 1000,
-            f"API p99 latency above {obs.api_p99_latency_alarm_ms} ms.",
-        )
-
-        worker_cpu = [
-            cw.Metric(
-                namespace="AWS/ECS",
-                metric_name="CPUUtilization",
-                dimensions_map={
-                    "ClusterName": w.service.cluster.cluster_name,
-                    "ServiceName": w.service.service_name,
-                },
-                period=FIVE_MINUTES,
-                label=f"worker {w.queues.name} CPU %",
+        service_row: list[cw.IWidget] = []
+        if compute.load_balancer is not None:
+            metrics = compute.load_balancer.metrics
+            api_5xx = metrics.http_code_target(
+                elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
             )
-            for w in workers
-        ]
-        alarm(
-            "WorkerErrors",
-            worker_errors,
-            obs.worker_error_alarm_lines,
-            "Workers logged errors: jobs are failing or retrying; read the worker logs.",
-        )
+            elb_5xx = metrics.http_code_elb(
+                elbv2.HttpCodeElb.ELB_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
+            )
+            latency = metrics.target_response_time(period=FIVE_MINUTES, statistic="p99")
+            alarm(
+                "Api5xx",
+                api_5xx,
+                obs.api_5xx_alarm_count,
+                "The task API answered 5xx: a dependency is down (see /readyz) or a bug.",
+            )
+            alarm(
+                "ApiLatencyP99",
+                latency,
+                obs.api_p99_latency_alarm_ms / 1000,
+                f"API p99 latency above {obs.api_p99_latency_alarm_ms} ms.",
+            )
+            service_row += [
+                cw.GraphWidget(title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8),
+                cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
+            ]
+        if compute.scaling:
+            service_row.append(
+                cw.GraphWidget(title="Worker backlog per task", left=compute.scaling, width=8)
+            )
+        if service_row:
+            rows.append(service_row)
+
         upload_errors = upload_function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
         alarm(
             "UploadCheckErrors",
@@ -154,6 +145,15 @@ class ObservabilityStack(Stack):
             1,
             "The upload-check Lambda failed: uploaded tasks are not being queued.",
         )
+        errors: list[cw.IMetric] = [upload_errors]
+        if compute.worker_errors is not None:
+            alarm(
+                "WorkerErrors",
+                compute.worker_errors,
+                obs.worker_error_alarm_lines,
+                "Workers logged errors: jobs are failing or retrying; read the worker logs.",
+            )
+            errors.insert(0, compute.worker_errors)
         alarm(
             "DatabaseCpu",
             database.cpu_metric,
@@ -166,44 +166,31 @@ class ObservabilityStack(Stack):
             80,
             "Redis memory above 80%: results and locks may be evicted.",
         )
-
+        rows.append(
+            [
+                cw.GraphWidget(
+                    title=f"Errors / {compute.utilisation_title}",
+                    left=errors,
+                    right=compute.utilisation,
+                    width=8,
+                ),
+                cw.GraphWidget(
+                    title="Database CPU % / connections",
+                    left=[database.cpu_metric],
+                    right=[database.connections_metric],
+                    width=8,
+                ),
+                cw.GraphWidget(
+                    title="Redis CPU % / memory %",
+                    left=[cache.cpu_metric],
+                    right=[cache.memory_metric],
+                    width=8,
+                ),
+            ]
+        )
+        rows.append(
+            [cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24)]
+        )
         self.dashboard = cw.Dashboard(
-            self,
-            "Dashboard",
-            default_interval=Duration.hours(6),
-            widgets=[
-                queue_widgets,
-                [
-                    cw.GraphWidget(
-                        title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8
-                    ),
-                    cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
-                    cw.GraphWidget(
-                        title="Worker backlog per task",
-                        left=[w.backlog_per_task for w in workers],
-                        width=8,
-                    ),
-                ],
-                [
-                    cw.GraphWidget(
-                        title="Worker errors / upload-check errors / worker CPU %",
-                        left=[worker_errors, upload_errors],
-                        right=worker_cpu,
-                        width=8,
-                    ),
-                    cw.GraphWidget(
-                        title="Database CPU % / connections",
-                        left=[database.cpu_metric],
-                        right=[database.connections_metric],
-                        width=8,
-                    ),
-                    cw.GraphWidget(
-                        title="Redis CPU % / memory %",
-                        left=[cache.cpu_metric],
-                        right=[cache.memory_metric],
-                        width=8,
-                    ),
-                ],
-                [cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24)],
-            ],
+            self, "Dashboard", default_interval=Duration.hours(6), widgets=rows
         )

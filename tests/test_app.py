@@ -35,8 +35,8 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
         ({"env": "qa"}, "error: unknown env 'qa': choose one of staging, prod"),
         ({"overrides": '{"queues": {"mode": "x"}}'}, "error: invalid config: queues.mode"),
         (
-            {"phase": "growth"},
-            "error: phase 2 (growth) is configured but its stacks are not built yet",
+            {"phase": "scale", "overrides": '{"eks": {"kubernetes_version": "1.30"}}'},
+            "error: invalid config: eks: kubernetes_version 1.30 has no matching kubectl layer",
         ),
     ],
 )

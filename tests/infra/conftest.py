@@ -99,3 +99,22 @@ def assemble(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Assembly
 @pytest.fixture(scope="session", params=["staging", "prod"])
 def phase1(request: pytest.FixtureRequest, assemble: Callable[..., Assembly]) -> Iterator[Assembly]:
     yield assemble("1", request.param)
+
+
+@pytest.fixture(scope="session", params=["2-staging", "2-prod", "3-staging", "3-prod"])
+def eks_phase(
+    request: pytest.FixtureRequest, assemble: Callable[..., Assembly]
+) -> Iterator[Assembly]:
+    phase, env = request.param.split("-")
+    yield assemble(phase, env)
+
+
+ALL = ["1-staging", "1-prod", "2-staging", "2-prod", "3-staging", "3-prod"]
+
+
+@pytest.fixture(scope="session", params=ALL)
+def any_phase(
+    request: pytest.FixtureRequest, assemble: Callable[..., Assembly]
+) -> Iterator[Assembly]:
+    phase, env = request.param.split("-")
+    yield assemble(phase, env)

@@ -17,7 +17,8 @@ import cdk_constructs.images
 from cdk_constructs.paths import REPO_ROOT
 from tests.infra.conftest import HASH, Assembly, normalize, synthesize
 
-STACKS = ["Network", "Data", "Messaging", "Pipeline", "ComputeEcs", "Observability"]
+STACKS = ["Network", "Data", "Messaging", "Pipeline", "Compute", "Observability"]
+COMBOS = [(p, e) for p in ("1", "2", "3") for e in ("staging", "prod")]
 
 
 @pytest.fixture
@@ -25,13 +26,19 @@ def json_snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     return snapshot.use_extension(JSONSnapshotExtension)
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
+@pytest.mark.parametrize(("phase", "env"), COMBOS)
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_matches_snapshot(
-    assemble: Callable[..., Assembly], json_snapshot: SnapshotAssertion, env: str, stack: str
+    assemble: Callable[..., Assembly],
+    json_snapshot: SnapshotAssertion,
+    phase: str,
+    env: str,
+    stack: str,
 ) -> None:
-    template = assemble("1", env).templates[stack]
-    assert normalize(template) == json_snapshot
+    templates = assemble(phase, env).templates
+    if stack == "Compute":
+        stack = "ComputeEcs" if phase == "1" else "ComputeEks"
+    assert normalize(templates[stack]) == json_snapshot
 
 
 def test_snapshots_ignore_runtime_sources(

@@ -1,0 +1,340 @@
+"""Phases 2-3: the EKS cluster, its node groups, add-ons and data tier.
+
+cdk-nag's EKS rules do not fire on aws-eks-v2 clusters, so the cluster's security properties
+are asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+import stacks
+from app import cdk_json_context
+from cdk_constructs.eks_addons import (
+    AddonDependencyError,
+    ArgoRollouts,
+    MetricsServer,
+    default_addons,
+)
+from cdk_constructs.task_queues import TaskQueues
+from phases import Phase, load_config
+from stacks import PhaseNotBuiltError, build_platform
+from stacks.compute_eks import ComputeEksStack
+from stacks.data import DataStack
+from stacks.network import NetworkStack
+from tests.infra.conftest import Assembly
+
+
+def props(resource: dict[str, Any]) -> dict[str, Any]:
+    return resource["Properties"]
+
+
+def test_cluster_endpoint_is_private_with_all_logs_and_encrypted_secrets(
+    eks_phase: Assembly,
+) -> None:
+    (cluster,) = eks_phase.resources("AWS::EKS::Cluster").values()
+    p = props(cluster)
+    assert p["Version"] == eks_phase.config.eks.kubernetes_version  # type: ignore[union-attr]
+    vpc = p["ResourcesVpcConfig"]
+    assert vpc["EndpointPrivateAccess"] is True
+    assert vpc["EndpointPublicAccess"] is False
+    enabled = {t["Type"] for t in p["Logging"]["ClusterLogging"]["EnabledTypes"]}
+    assert enabled == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+    (encryption,) = p["EncryptionConfig"]
+    assert encryption["Resources"] == ["secrets"]
+    assert "KeyArn" in encryption["Provider"]
+    keys = eks_phase.resources("AWS::KMS::Key")
+    assert any(k["Properties"].get("EnableKeyRotation") for k in keys.values())
+
+
+def test_public_endpoint_only_when_asked_and_only_from_given_cidrs(
+    assemble: Callable[..., Assembly],
+) -> None:
+    assembly = assemble(
+        "2",
+        "staging",
+        {"eks": {"endpoint_public": True, "public_access_cidrs": ["203.0.113.0/24"]}},
+    )
+    (cluster,) = assembly.resources("AWS::EKS::Cluster").values()
+    vpc = props(cluster)["ResourcesVpcConfig"]
+    assert vpc["EndpointPublicAccess"] is True
+    assert vpc["PublicAccessCidrs"] == ["203.0.113.0/24"]
+    assert assembly.findings == []
+
+
+def nodegroups(assembly: Assembly) -> dict[str, dict[str, Any]]:
+    return {
+        props(n).get("NodegroupName", key): props(n)
+        for key, n in assembly.resources("AWS::EKS::Nodegroup").items()
+    }
+
+
+def test_gpu_pools_have_spot_and_on_demand_groups_on_the_nvidia_al2023_ami(
+    eks_phase: Assembly,
+) -> None:
+    eks = eks_phase.config.eks
+    assert eks is not None
+    groups = nodegroups(eks_phase)
+    system = [g for g in groups.values() if g["Labels"] == {"aipp.io/pool": "system"}]
+    assert len(system) == 1
+    assert system[0]["CapacityType"] == "ON_DEMAND"
+    assert system[0]["ScalingConfig"]["MinSize"] == eks.system_nodes.size.min
+    for pool in eks.gpu_pools:
+        for capacity, bounds in (("spot", pool.spot), ("ondemand", pool.on_demand)):
+            name = f"{pool.name}-{capacity}"
+            if bounds.max == 0:
+                assert name not in groups
+                continue
+            group = groups[name]
+            assert group["AmiType"] == "AL2023_x86_64_NVIDIA"
+            assert group["CapacityType"] == ("SPOT" if capacity == "spot" else "ON_DEMAND")
+            assert group["Taints"] == [
+                {"Key": "nvidia.com/gpu", "Value": "true", "Effect": "NO_SCHEDULE"}
+            ]
+            assert group["Labels"]["aipp.io/pool"] == pool.name
+            assert group["Labels"]["aipp.io/capacity-type"] == (
+                "spot" if capacity == "spot" else "on-demand"
+            )
+            assert group["ScalingConfig"] == {
+                "MinSize": bounds.min,
+                "MaxSize": bounds.max,
+                "DesiredSize": bounds.min,
+            }
+            assert group["InstanceTypes"] == list(pool.instance_types)
+
+
+def test_staging_and_prod_sizes_follow_the_design(assemble: Callable[..., Assembly]) -> None:
+    staging, prod = assemble("2", "staging"), assemble("2", "prod")
+
+    def gpus_at_min(a: Assembly) -> int:
+        return sum(
+            g["ScalingConfig"]["MinSize"]
+            for g in nodegroups(a).values()
+            if g["AmiType"] == "AL2023_x86_64_NVIDIA"
+        )
+
+    def system_min(a: Assembly) -> int:
+        (g,) = [g for g in nodegroups(a).values() if g["Labels"] == {"aipp.io/pool": "system"}]
+        return int(g["ScalingConfig"]["MinSize"])
+
+    assert (system_min(staging), gpus_at_min(staging)) == (3, 1)
+    assert system_min(prod) >= 6 and gpus_at_min(prod) >= 4
+
+
+def test_gpu_pools_can_scale_from_zero_with_node_template_tags(eks_phase: Assembly) -> None:
+    if eks_phase.config.env.value == "staging":
+        spot = [g for g in nodegroups(eks_phase).values() if g["CapacityType"] == "SPOT"]
+        assert spot and all(g["ScalingConfig"]["MinSize"] == 0 for g in spot)
+    tag_calls = [
+        json.dumps(props(r))
+        for r in eks_phase.resources("Custom::AWS").values()
+        if "createOrUpdateTags" in json.dumps(props(r))
+    ]
+    gpu_groups = [
+        g for g in nodegroups(eks_phase).values() if g["AmiType"] == "AL2023_x86_64_NVIDIA"
+    ]
+    assert len(tag_calls) == len(gpu_groups)
+    prefix = "k8s.io/cluster-autoscaler/node-template"
+    for call in tag_calls:
+        for key in (
+            f"{prefix}/resources/nvidia.com/gpu",
+            f"{prefix}/taint/nvidia.com/gpu",
+            f"{prefix}/label/aipp.io/pool",
+            f"{prefix}/label/aipp.io/capacity-type",
+        ):
+            assert key in call
+        assert "true:NoSchedule" in call
+
+
+def test_launch_templates_require_imdsv2_and_encrypt_volumes(eks_phase: Assembly) -> None:
+    templates = eks_phase.resources("AWS::EC2::LaunchTemplate")
+    assert len(templates) == len(eks_phase.resources("AWS::EKS::Nodegroup"))
+    for template in templates.values():
+        data = props(template)["LaunchTemplateData"]
+        assert data["MetadataOptions"]["HttpTokens"] == "required"
+        for device in data["BlockDeviceMappings"]:
+            assert device["Ebs"]["Encrypted"] is True
+
+
+def test_every_chart_version_is_pinned(eks_phase: Assembly) -> None:
+    charts = {
+        props(c)["Chart"]: props(c)
+        for c in eks_phase.resources("Custom::AWSCDK-EKS-HelmChart").values()
+    }
+    assert {
+        "nvidia-device-plugin",
+        "cluster-autoscaler",
+        "keda",
+        "metrics-server",
+        "argo-rollouts",
+        "aws-load-balancer-controller",
+    } <= set(charts)
+    for name, chart in charts.items():
+        assert chart.get("Version"), f"chart {name} has no pinned version"
+        assert chart["Repository"].startswith("https://")
+
+
+def test_cluster_autoscaler_prefers_spot_then_on_demand(eks_phase: Assembly) -> None:
+    (chart,) = [
+        props(c)
+        for c in eks_phase.resources("Custom::AWSCDK-EKS-HelmChart").values()
+        if props(c)["Chart"] == "cluster-autoscaler"
+    ]
+    values = rendered_json(chart["Values"])
+    assert values["extraArgs"]["expander"] == "priority"
+    assert values["expanderPriorities"] == {
+        "50": [".*-spot-.*"],
+        "10": [".*-ondemand-.*"],
+        "1": [".*"],
+    }
+    c = eks_phase.config
+    assert values["autoDiscovery"] == {"clusterName": f"aipp-p{int(c.phase)}-{c.env.value}"}
+    assert values["rbac"]["serviceAccount"] == {"create": False, "name": "cluster-autoscaler"}
+
+
+def rendered_json(value: Any) -> Any:
+    """Helm values CDK renders as a JSON string joined with tokens; tokens become `<token>`."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        value = sep.join(p if isinstance(p, str) else "<token>" for p in parts)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def statements(assembly: Assembly) -> list[tuple[str, dict[str, Any]]]:
+    """Every IAM policy statement, with the `<stack>/<logical id>` of its policy."""
+    return [
+        (key, s)
+        for key, policy in assembly.resources("AWS::IAM::Policy").items()
+        for s in props(policy)["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_keda_may_read_queue_attributes_of_our_queues_only(eks_phase: Assembly) -> None:
+    keda = [s for key, s in statements(eks_phase) if "Keda" in key]
+    assert keda
+    for s in keda:
+        resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+        assert len(resources) == 2  # the stt and llm queues
+        assert "*" not in json.dumps(resources)
+
+
+def test_no_star_resource_unless_the_action_needs_it(eks_phase: Assembly) -> None:
+    needs_star = {
+        # no resource-level permissions (AWS service authorization reference)
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeLaunchConfigurations",
+        "autoscaling:DescribeScalingActivities",
+        "autoscaling:DescribeTags",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:GetInstanceTypesFromInstanceRequirements",
+        "eks:DescribeNodegroup",
+        "ecr:GetAuthorizationToken",
+        "s3:PutBucketNotification",
+        "logs:PutRetentionPolicy",
+        "logs:DeleteRetentionPolicy",
+    }
+    conditioned = {
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+    }
+    for key, s in statements(eks_phase):
+        if s.get("Resource") != "*" or "AwsLoadBalancerController" in key:
+            continue  # the controller's published policy is acknowledged finding by finding
+        actions = {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])
+        if actions <= conditioned:
+            assert "Condition" in s, f"{actions} on '*' must be conditioned"
+            continue
+        assert actions <= needs_star, f"unexpected Resource '*' for {sorted(actions)} in {key}"
+
+
+def test_phase2_data_tier_is_multi_az_with_redis_failover(
+    assemble: Callable[..., Assembly],
+) -> None:
+    prod = assemble("2", "prod")
+    (db,) = prod.resources("AWS::RDS::DBInstance").values()
+    assert props(db)["MultiAZ"] is True and props(db)["StorageEncrypted"] is True
+    (redis,) = prod.resources("AWS::ElastiCache::ReplicationGroup").values()
+    assert props(redis)["AutomaticFailoverEnabled"] is True
+    assert props(redis)["MultiAZEnabled"] is True
+    assert props(redis)["NumCacheClusters"] == 2
+    queues = prod.resources("AWS::SQS::Queue")
+    assert len([q for q in queues.values() if "RedrivePolicy" in props(q)]) == 2
+
+
+def test_phase3_data_tier_is_aurora_with_reader_and_redis_cluster_mode(
+    assemble: Callable[..., Assembly],
+) -> None:
+    prod = assemble("3", "prod")
+    (cluster,) = prod.resources("AWS::RDS::DBCluster").values()
+    assert props(cluster)["Engine"] == "aurora-postgresql"
+    assert props(cluster)["StorageEncrypted"] is True
+    assert props(cluster)["DeletionProtection"] is True
+    assert len(prod.resources("AWS::RDS::DBInstance")) == 2  # writer + reader
+    (redis,) = prod.resources("AWS::ElastiCache::ReplicationGroup").values()
+    assert props(redis)["ClusterMode"] == "enabled"
+    assert props(redis)["NumNodeGroups"] == 3
+    assert props(redis)["ReplicasPerNodeGroup"] == 1
+
+
+def test_dashboard_and_alarms_cover_each_queue_and_gpus(eks_phase: Assembly) -> None:
+    alarms = " ".join(eks_phase.resources("AWS::CloudWatch::Alarm"))
+    for name in ("QueueAgeSTT", "QueueAgeLLM", "DlqNotEmptySTT", "DlqNotEmptyLLM"):
+        assert name in alarms
+    (dashboard,) = eks_phase.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(props(dashboard)["DashboardBody"])
+    assert "node_gpu_utilization" in body
+    assert "Queue stt" in body and "Queue llm" in body
+
+
+def test_a_missing_addon_dependency_fails_synth_clearly(tmp_path: Path) -> None:
+    config = load_config("2", "staging")
+    assert config.eks is not None
+    without_alb = [
+        a for a in default_addons(config.eks) if a.name != "aws-load-balancer-controller"
+    ]
+    app = cdk.App(outdir=str(tmp_path), context=cdk_json_context())
+    with pytest.raises(AddonDependencyError) as caught:
+        build_with_addons(app, without_alb)
+    assert str(caught.value) == (
+        "add-on 'argo-rollouts' depends on 'aws-load-balancer-controller', which is not enabled; "
+        "enabled: nvidia-device-plugin, cluster-autoscaler, metrics-server, keda, "
+        "argo-rollouts, container-insights"
+    )
+
+
+def build_with_addons(app: cdk.App, addons: list[Any]) -> None:
+    config = load_config("2", "staging")
+    network = NetworkStack(app, "N", config=config)
+    data = DataStack(app, "D", config=config, vpc=network.vpc)
+    queues = TaskQueues(cdk.Stack(app, "Q"), "Queues", config=config.queues)
+    ComputeEksStack(
+        app,
+        "C",
+        config=config,
+        vpc=network.vpc,
+        database=data.database,
+        cache=data.cache,
+        queues=queues,
+        addons=addons,
+    )
+
+
+def test_addons_are_small_classes_with_declared_dependencies() -> None:
+    assert ArgoRollouts.depends_on == ("aws-load-balancer-controller",)
+    assert MetricsServer.depends_on == ()
+
+
+def test_a_phase_without_stacks_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stacks, "IMPLEMENTED_PHASES", (Phase.MVP,))
+    with pytest.raises(PhaseNotBuiltError, match=r"^phase 3 \(scale\) is configured but its"):
+        build_platform(cdk.App(), load_config("3", "prod"))
