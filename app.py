@@ -19,6 +19,7 @@ from cdk_nag import AwsSolutionsChecks
 from cdk_constructs.eks_addons import AddonDependencyError
 from phases import ConfigError, PhaseConfig, load_config
 from stacks import PhaseNotBuiltError, build_platform
+from stacks.sizing import auto_config
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 
@@ -29,8 +30,19 @@ def cdk_json_context() -> dict[str, Any]:
     return context
 
 
+CONTEXT_KEYS = ("phase", "env", "overrides", "tasks_per_month", "avg_audio_minutes")
+
+
 def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
-    """The `PhaseConfig` for the `phase`, `env` and `overrides` context values."""
+    """The `PhaseConfig` for the `phase`, `env` and `overrides` context values.
+
+    `phase=auto` lets the capacity planner choose the phase and size the GPU pools from
+    `tasks_per_month` and `avg_audio_minutes`; the figures it chose are printed.
+    """
+    if str(context.get("phase", "")).strip().lower() == "auto":
+        sizing = auto_config(context)
+        print(sizing.summary(), file=sys.stderr)
+        return sizing.config
     return load_config(
         phase=context.get("phase", "1"),
         env=context.get("env", "staging"),
@@ -41,7 +53,7 @@ def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
 def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.Stack]]:
     """Add the configured phase's stacks to `app`, and cdk-nag's checks unless `nag=False`
     (callers that run `AwsSolutionsChecks().validate_scope` themselves)."""
-    context = {key: app.node.try_get_context(key) for key in ("phase", "env", "overrides")}
+    context = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
     config = config_from_context({k: v for k, v in context.items() if v is not None})
     stacks = build_platform(app, config)
     if nag:

@@ -168,7 +168,9 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
         },
     },
     Phase.GROWTH: {
-        # Staging: 3 system nodes and 1 GPU (DESIGN.md's environments), real models.
+        # Staging: 3 system nodes and 1 GPU (DESIGN.md's environments), real models. The warm
+        # GPU is Spot: an interruption in staging costs minutes, and it keeps the environment
+        # near the brief's ~$800/month (`python -m capacity cost cdk.out/phase2-staging`).
         Env.STAGING: {
             "network": {"nat_gateways": 1},
             "database": {"multi_az": False, "instance_class": "t4g.small"},
@@ -185,8 +187,8 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
                         "name": "llm",
                         "purpose": "llm",
                         "instance_types": ("g5.xlarge",),
-                        "spot": {"min": 0, "max": 1},
-                        "on_demand": {"min": 1, "max": 1},
+                        "spot": {"min": 1, "max": 1},
+                        "on_demand": {"min": 0, "max": 1},
                     },
                 ),
                 "worker_max_replicas": {"stt": 1, "llm": 1},

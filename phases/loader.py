@@ -33,7 +33,9 @@ class ConfigError(ValueError):
 def parse_phase(value: object) -> Phase:
     key = str(value).strip().lower()
     if key not in PHASE_ALIASES:
-        raise ConfigError(f"unknown phase {value!r}: choose one of {', '.join(PHASE_ALIASES)}")
+        raise ConfigError(
+            f"unknown phase {value!r}: choose one of {', '.join(PHASE_ALIASES)}, auto"
+        )
     return PHASE_ALIASES[key]
 
 

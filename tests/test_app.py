@@ -31,7 +31,10 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
 @pytest.mark.parametrize(
     ("context", "message"),
     [
-        ({"phase": "9"}, "error: unknown phase '9': choose one of 1, mvp, 2, growth, 3, scale"),
+        (
+            {"phase": "9"},
+            "error: unknown phase '9': choose one of 1, mvp, 2, growth, 3, scale, auto",
+        ),
         ({"env": "qa"}, "error: unknown env 'qa': choose one of staging, prod"),
         ({"overrides": '{"queues": {"mode": "x"}}'}, "error: invalid config: queues.mode"),
         (
@@ -95,5 +98,7 @@ def test_cdk_cli_reports_a_bad_phase_in_one_line(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode != 0
-    assert "error: unknown phase '7': choose one of 1, mvp, 2, growth, 3, scale" in result.stderr
+    assert (
+        "error: unknown phase '7': choose one of 1, mvp, 2, growth, 3, scale, auto" in result.stderr
+    )
     assert "Traceback" not in result.stderr

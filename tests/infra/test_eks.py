@@ -129,8 +129,10 @@ def test_staging_and_prod_sizes_follow_the_design(assemble: Callable[..., Assemb
 
 def test_gpu_pools_can_scale_from_zero_with_node_template_tags(eks_phase: Assembly) -> None:
     if eks_phase.config.env.value == "staging":
-        spot = [g for g in nodegroups(eks_phase).values() if g["CapacityType"] == "SPOT"]
-        assert spot and all(g["ScalingConfig"]["MinSize"] == 0 for g in spot)
+        stt = [
+            g for g in nodegroups(eks_phase).values() if g["Labels"].get("aipp.io/purpose") == "stt"
+        ]
+        assert stt and all(g["ScalingConfig"]["MinSize"] == 0 for g in stt), "STT starts at zero"
     tag_calls = [
         json.dumps(props(r))
         for r in eks_phase.resources("Custom::AWS").values()

@@ -86,7 +86,7 @@ def test_every_field_is_documented() -> None:
 
 BAD = [
     # (phase, env, overrides, the one line we expect, or a fragment of it)
-    ("4", "staging", None, "unknown phase '4': choose one of 1, mvp, 2, growth, 3, scale"),
+    ("4", "staging", None, "unknown phase '4': choose one of 1, mvp, 2, growth, 3, scale, auto"),
     ("1", "dev", None, "unknown env 'dev': choose one of staging, prod"),
     ("1", "staging", "{bad", "overrides is not valid JSON"),
     ("1", "staging", "[1, 2]", "overrides must be a JSON object"),

@@ -1,0 +1,72 @@
+"""`-c phase=auto`: the capacity planner picks the phase and sizes GPU pools and KEDA."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import config_from_context
+from phases import ConfigError, Phase, TaskType
+from stacks.sizing import auto_config
+
+
+def test_the_briefs_example_deploys_phase_2_with_one_gpu_per_pool(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = config_from_context(
+        {"phase": "auto", "env": "staging", "tasks_per_month": "50000", "avg_audio_minutes": "3"}
+    )
+    assert config.phase is Phase.GROWTH
+    assert config.eks is not None
+    for pool in config.eks.gpu_pools:
+        assert pool.spot.max == 1 and pool.on_demand.max == 1
+    assert config.eks.worker_max_replicas == {TaskType.STT: 1, TaskType.LLM: 1}
+    printed = capsys.readouterr().err
+    assert printed.startswith("phase=auto: 50,000 tasks/month x 3 min -> phase 2")
+    assert "KEDA max replicas llm 1, stt 1" in printed
+
+
+def test_low_volume_stays_on_managed_services() -> None:
+    sizing = auto_config({"phase": "auto", "tasks_per_month": 1000, "avg_audio_minutes": 3})
+    assert sizing.config.phase is Phase.MVP
+    assert sizing.config.compute == "ecs"
+
+
+def test_high_volume_goes_to_phase_3_with_pools_sized_to_the_peak() -> None:
+    sizing = auto_config(
+        {"phase": "auto", "env": "prod", "tasks_per_month": 1_000_000, "avg_audio_minutes": 3}
+    )
+    assert sizing.config.phase is Phase.SCALE
+    eks = sizing.config.eks
+    assert eks is not None
+    stt = next(p for p in eks.gpu_pools if p.purpose is TaskType.STT)
+    assert stt.spot.max == sizing.plan.stt_gpus == eks.worker_max_replicas[TaskType.STT]
+    assert stt.spot.max > 4
+
+
+def test_explicit_overrides_win_over_the_planner() -> None:
+    sizing = auto_config(
+        {
+            "phase": "auto",
+            "tasks_per_month": 50000,
+            "avg_audio_minutes": 3,
+            "overrides": '{"eks": {"worker_max_replicas": {"stt": 9, "llm": 9}}}',
+        }
+    )
+    assert sizing.config.eks is not None
+    assert sizing.config.eks.worker_max_replicas[TaskType.STT] == 9
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"avg_audio_minutes": 3}, "phase=auto needs -c tasks_per_month=<number>"),
+        ({"tasks_per_month": 5}, "phase=auto needs -c avg_audio_minutes=<number>"),
+        ({"tasks_per_month": "many", "avg_audio_minutes": 3}, "invalid tasks_per_month: 'many'"),
+        ({"tasks_per_month": 0, "avg_audio_minutes": 3}, "invalid tasks_per_month: must be"),
+        ({"tasks_per_month": 10, "avg_audio_minutes": -1}, "invalid avg_audio_minutes: must be"),
+    ],
+)
+def test_auto_needs_a_valid_workload(context: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        auto_config({"phase": "auto", **context})
+    assert str(caught.value).startswith(message)
