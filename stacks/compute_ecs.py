@@ -21,7 +21,7 @@ from cdk_constructs.audio_bucket import (
     grant_objects,
 )
 from cdk_constructs.database import Database
-from cdk_constructs.fargate_services import ApiService, WorkerService
+from cdk_constructs.fargate_services import ApiService, MigrationRun, WorkerService
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
@@ -99,6 +99,16 @@ class ComputeEcsStack(Stack):
             "REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret),
         }
 
+        self.migration = MigrationRun(
+            self,
+            "Migrate",
+            cluster=self.cluster,
+            environment=environment,
+            secrets=secrets,
+            log_group=api_logs,
+        )
+        allow_ingress(database.connections, self.migration.security_group, "Migration task")
+
         self.api = ApiService(
             self,
             "Api",
@@ -157,6 +167,8 @@ class ComputeEcsStack(Stack):
             worker.queues.queue.grant_consume_messages(role)
             self._grant_ai(role, config, worker.queues.task_types)
 
+        for service in (self.api.service, *(w.service for w in self.workers)):
+            service.node.add_dependency(self.migration.run)
         allow_ingress(database.connections, self.api.service, "Task API")
         allow_ingress(cache.connections, self.api.service, "Task API")
 

@@ -262,3 +262,24 @@ def test_per_type_queues_give_one_queue_dlq_and_worker_per_task_type(
     ]
     assert any("visible_stt" in m for m in step_alarms)
     assert any("visible_llm" in m for m in step_alarms)
+
+
+def test_migrations_run_as_a_one_off_task_before_the_services(phase1: Assembly) -> None:
+    compute = phase1.templates["ComputeEcs"]["Resources"]
+    runs = {
+        k: r
+        for k, r in compute.items()
+        if r["Type"] == "Custom::AWS" and "runTask" in json.dumps(r["Properties"])
+    }
+    assert len(runs) == 1
+    (run_id,) = runs
+    commands = [
+        c.get("Command")
+        for r in compute.values()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+        for c in r["Properties"]["ContainerDefinitions"]
+    ]
+    assert ["python", "-m", "aipp.admin", "migrate"] in commands
+    for r in compute.values():
+        if r["Type"] == "AWS::ECS::Service":
+            assert run_id in r.get("DependsOn", []), "services start after the migration run"

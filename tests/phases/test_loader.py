@@ -195,6 +195,36 @@ BAD = [
         '{"eks": {"endpoint_public": true}}',
         "eks: endpoint_public needs public_access_cidrs",
     ),
+    (
+        "2",
+        "staging",
+        '{"eks": {"gpu_pools": [{"name": "stt", "purpose": "stt", "instance_types": ["g5.xlarge"], "spot": {"min": 3, "max": 1}, "on_demand": {"min": 0, "max": 1}}]}}',
+        "eks.gpu_pools.0.spot: min (3) must not exceed max (1)",
+    ),
+    (
+        "2",
+        "staging",
+        '{"eks": {"gpu_pools": [{"name": "stt", "purpose": "stt", "instance_types": ["m7i.large"], "spot": {"min": 0, "max": 1}, "on_demand": {"min": 0, "max": 1}}]}}',
+        "eks.gpu_pools.0: instance type m7i.large has no GPU or is unknown; GPU pools take one of g4dn.xlarge",
+    ),
+    (
+        "2",
+        "staging",
+        '{"eks": {"gpu_pools": [{"name": "stt", "purpose": "stt", "instance_types": ["g5.xlarge", "g5.12xlarge"], "spot": {"min": 0, "max": 1}, "on_demand": {"min": 0, "max": 1}}]}}',
+        "eks.gpu_pools.0: instance types of one pool must have the same number of GPUs",
+    ),
+    (
+        "3",
+        "prod",
+        '{"eks": {"kubernetes_version": "1.31"}}',
+        "eks: kubernetes_version 1.31 has no matching kubectl layer installed; supported: 1.34, 1.35, 1.36",
+    ),
+    (
+        "2",
+        "prod",
+        '{"eks": {"charts": {"keda": 2}}}',
+        "eks.charts.keda: Input should be a valid string",
+    ),
 ]
 
 
