@@ -67,6 +67,18 @@ test: install services browser ## the whole suite: lint, infrastructure, runtime
 snapshot-update: install ## rewrite the stack snapshots after an intended change (read the diff!)
 	$(PY) -m pytest tests/infra --snapshot-update
 
+.PHONY: plan
+plan: install ## capacity plan for a workload: make plan TASKS=50000 MINUTES=3
+	@$(PY) -m capacity plan --tasks-per-month $(or $(TASKS),50000) --avg-audio-minutes $(or $(MINUTES),3)
+
+.PHONY: planner
+planner: install ## the interactive capacity planner page on http://127.0.0.1:8050
+	@$(PY) -m capacity serve --port $(or $(PORT),8050)
+
+.PHONY: cost
+cost: synth ## fixed monthly cost of every synthesized assembly
+	@for d in cdk.out/phase*-*/; do $(PY) -m capacity cost "$$d" | grep -E "^Fixed|TOTAL"; done
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
@@ -92,3 +104,16 @@ openapi: install ## export the API's OpenAPI document to docs/openapi.json
 .PHONY: bench-api
 bench-api: install services ## API throughput/latency at 1, 16, 64 clients (uvicorn, PostgreSQL, Redis)
 	@$(RUNTIME_ENV) $(PY) benchmarks/api_bench.py
+
+# The queue worker (worker_images/aipp/worker): steps 4-8 of the task flow.
+.PHONY: dev
+dev: install services ## the whole pipeline locally: moto, API on :8000 and the worker (local providers)
+	@PY=$(PY) WITH_WORKER=1 bash worker_images/dev-api.sh
+
+.PHONY: demo
+demo: install services ## a spoken sample through the real API and worker: transcript, summary, timings
+	@$(RUNTIME_ENV) $(PY) tools/demo.py
+
+.PHONY: bench-pipeline
+bench-pipeline: install services ## pipeline throughput and per-task overhead, 1 and 2 workers (instant providers)
+	@$(RUNTIME_ENV) $(PY) benchmarks/pipeline_bench.py
