@@ -40,10 +40,11 @@ diff: install ## cdk diff one phase/env against the deployed stacks (needs AWS c
 	cdk diff -c phase=$(PHASE) -c env=$(ENV) --output cdk.out/diff-phase$(PHASE)-$(ENV)
 
 .PHONY: lint
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and hadolint (the Dockerfile: images are built by CI elsewhere)
 	ruff check .
 	ruff format --check .
 	mypy
+	hadolint worker_images/Dockerfile
 
 .PHONY: fmt
 fmt: install ## format the code with ruff
