@@ -50,9 +50,23 @@ def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
     )
 
 
+def check_context_keys(keys: list[str]) -> None:
+    """Reject a mistyped `-c key=value` instead of silently ignoring it.
+
+    Feature flags (`@aws-cdk/...`) and the CLI's own keys (`aws:cdk:...`, lookups) contain `@`
+    or `:`; every other key must be one this app reads.
+    """
+    unknown = sorted(k for k in keys if k not in CONTEXT_KEYS and not (set(k) & {"@", ":"}))
+    if unknown:
+        raise ConfigError(
+            f"unknown context key {unknown[0]!r}: valid keys are {', '.join(CONTEXT_KEYS)}"
+        )
+
+
 def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.Stack]]:
     """Add the configured phase's stacks to `app`, and cdk-nag's checks unless `nag=False`
     (callers that run `AwsSolutionsChecks().validate_scope` themselves)."""
+    check_context_keys(list(app.node.get_all_context()))
     context = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
     config = config_from_context({k: v for k, v in context.items() if v is not None})
     stacks = build_platform(app, config)

@@ -36,6 +36,11 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
             "error: unknown phase '9': choose one of 1, mvp, 2, growth, 3, scale, auto",
         ),
         ({"env": "qa"}, "error: unknown env 'qa': choose one of staging, prod"),
+        (
+            {"phse": "2"},
+            "error: unknown context key 'phse': valid keys are phase, env, overrides, "
+            "tasks_per_month, avg_audio_minutes",
+        ),
         ({"overrides": '{"queues": {"mode": "x"}}'}, "error: invalid config: queues.mode"),
         (
             {"phase": "scale", "overrides": '{"eks": {"kubernetes_version": "1.30"}}'},

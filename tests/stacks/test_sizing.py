@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 import pytest
 
-from app import config_from_context
+from app import build_app, cdk_json_context, config_from_context
 from phases import ConfigError, Phase, TaskType
 from stacks.sizing import auto_config
 
@@ -70,3 +71,9 @@ def test_auto_needs_a_valid_workload(context: dict[str, object], message: str) -
     with pytest.raises(ConfigError) as caught:
         auto_config({"phase": "auto", **context})
     assert str(caught.value).startswith(message)
+
+
+def test_a_mistyped_context_key_is_rejected() -> None:
+    app = cdk.App(context={**cdk_json_context(), "tasks_per_mnth": "5"})
+    with pytest.raises(ConfigError, match="unknown context key 'tasks_per_mnth'"):
+        build_app(app)
