@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, Stack, Token, Validations
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
@@ -74,6 +76,31 @@ def task_definition(
     return task
 
 
+def rolling_service(
+    scope: Construct,
+    *,
+    cluster: ecs.ICluster,
+    task: ecs.FargateTaskDefinition,
+    desired: int,
+    **options: Any,
+) -> ecs.FargateService:
+    """A Fargate service in the private subnets, rolling updates that keep full capacity, and
+    the deployment circuit breaker rolling back a deployment that does not stabilise."""
+    return ecs.FargateService(
+        scope,
+        "Service",
+        cluster=cluster,
+        task_definition=task,
+        desired_count=desired,
+        min_healthy_percent=100,
+        max_healthy_percent=200,
+        circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+        vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        enable_execute_command=False,
+        **options,
+    )
+
+
 class ApiService(Construct):
     """The task API on Fargate behind an internet-facing ALB, autoscaled on CPU.
 
@@ -131,18 +158,12 @@ class ApiService(Construct):
                 "anywhere and every request is authenticated by API key behind it.",
             )
 
-        self.service = ecs.FargateService(
+        self.service = rolling_service(
             self,
-            "Service",
             cluster=cluster,
-            task_definition=self.task_definition,
-            desired_count=config.count.min,
-            min_healthy_percent=100,
-            max_healthy_percent=200,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            task=self.task_definition,
+            desired=config.count.min,
             health_check_grace_period=Duration.seconds(60),
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            enable_execute_command=False,
         )
 
         if config.certificate_arn:
@@ -230,19 +251,14 @@ class WorkerService(Construct):
             log_group=log_group,
         )
         capacity = "FARGATE_SPOT" if config.spot else "FARGATE"
-        self.service = ecs.FargateService(
+        self.service = rolling_service(
             self,
-            "Service",
             cluster=cluster,
-            task_definition=self.task_definition,
-            desired_count=config.count.min,
-            min_healthy_percent=100,
-            max_healthy_percent=200,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            task=self.task_definition,
+            desired=config.count.min,
             capacity_provider_strategies=[
                 ecs.CapacityProviderStrategy(capacity_provider=capacity, weight=1)
             ],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
 
         target = config.backlog_per_task

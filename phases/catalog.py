@@ -13,6 +13,20 @@ from phases.models import Env, Phase
 
 Tree = dict[str, Any]
 
+
+def _pool(
+    purpose: str, types: tuple[str, ...], spot: tuple[int, int], on_demand: tuple[int, int]
+) -> Tree:
+    """A GPU pool named after the workload it serves: (min, max) Spot and On-Demand nodes."""
+    return {
+        "name": purpose,
+        "purpose": purpose,
+        "instance_types": types,
+        "spot": {"min": spot[0], "max": spot[1]},
+        "on_demand": {"min": on_demand[0], "max": on_demand[1]},
+    }
+
+
 _OBSERVABILITY: Tree = {
     "queue_age_alarm_seconds": 900,
     "api_5xx_alarm_count": 10,
@@ -66,20 +80,8 @@ PHASES: dict[Phase, Tree] = {
             "kubernetes_version": "1.34",
             "system_nodes": {"instance_types": ("m7i.large",), "size": {"min": 3, "max": 6}},
             "gpu_pools": (
-                {
-                    "name": "stt",
-                    "purpose": "stt",
-                    "instance_types": ("g5.xlarge",),
-                    "spot": {"min": 0, "max": 2},
-                    "on_demand": {"min": 1, "max": 2},
-                },
-                {
-                    "name": "llm",
-                    "purpose": "llm",
-                    "instance_types": ("g5.xlarge",),
-                    "spot": {"min": 0, "max": 2},
-                    "on_demand": {"min": 1, "max": 2},
-                },
+                _pool("stt", ("g5.xlarge",), spot=(0, 2), on_demand=(1, 2)),
+                _pool("llm", ("g5.xlarge",), spot=(0, 2), on_demand=(1, 2)),
             ),
             "api_replicas": {"min": 2, "max": 6},
             "worker_max_replicas": {"stt": 4, "llm": 4},
@@ -114,20 +116,8 @@ PHASES: dict[Phase, Tree] = {
             "kubernetes_version": "1.34",
             "system_nodes": {"instance_types": ("m7i.xlarge",), "size": {"min": 6, "max": 12}},
             "gpu_pools": (
-                {
-                    "name": "stt",
-                    "purpose": "stt",
-                    "instance_types": ("g6.xlarge", "g5.xlarge"),
-                    "spot": {"min": 0, "max": 16},
-                    "on_demand": {"min": 2, "max": 8},
-                },
-                {
-                    "name": "llm",
-                    "purpose": "llm",
-                    "instance_types": ("g6e.xlarge", "g5.xlarge"),
-                    "spot": {"min": 0, "max": 16},
-                    "on_demand": {"min": 2, "max": 8},
-                },
+                _pool("stt", ("g6.xlarge", "g5.xlarge"), spot=(0, 16), on_demand=(2, 8)),
+                _pool("llm", ("g6e.xlarge", "g5.xlarge"), spot=(0, 16), on_demand=(2, 8)),
             ),
             "api_replicas": {"min": 3, "max": 20},
             "worker_max_replicas": {"stt": 24, "llm": 24},
@@ -176,20 +166,8 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
             "database": {"multi_az": False, "instance_class": "t4g.small"},
             "eks": {
                 "gpu_pools": (
-                    {
-                        "name": "stt",
-                        "purpose": "stt",
-                        "instance_types": ("g5.xlarge",),
-                        "spot": {"min": 0, "max": 1},
-                        "on_demand": {"min": 0, "max": 1},
-                    },
-                    {
-                        "name": "llm",
-                        "purpose": "llm",
-                        "instance_types": ("g5.xlarge",),
-                        "spot": {"min": 1, "max": 1},
-                        "on_demand": {"min": 0, "max": 1},
-                    },
+                    _pool("stt", ("g5.xlarge",), spot=(0, 1), on_demand=(0, 1)),
+                    _pool("llm", ("g5.xlarge",), spot=(1, 1), on_demand=(0, 1)),
                 ),
                 "worker_max_replicas": {"stt": 1, "llm": 1},
             },
@@ -203,13 +181,7 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
             "eks": {
                 "system_nodes": {"instance_types": ("m7i.large",), "size": {"min": 6, "max": 10}},
                 "gpu_pools": tuple(
-                    {
-                        "name": purpose,
-                        "purpose": purpose,
-                        "instance_types": ("g5.xlarge",),
-                        "spot": {"min": 1, "max": 4},
-                        "on_demand": {"min": 1, "max": 2},
-                    }
+                    _pool(purpose, ("g5.xlarge",), spot=(1, 4), on_demand=(1, 2))
                     for purpose in ("stt", "llm")
                 ),
                 "worker_max_replicas": {"stt": 6, "llm": 6},
@@ -225,20 +197,8 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
             "eks": {
                 "system_nodes": {"instance_types": ("m7i.large",), "size": {"min": 3, "max": 6}},
                 "gpu_pools": (
-                    {
-                        "name": "stt",
-                        "purpose": "stt",
-                        "instance_types": ("g6.xlarge",),
-                        "spot": {"min": 0, "max": 2},
-                        "on_demand": {"min": 0, "max": 1},
-                    },
-                    {
-                        "name": "llm",
-                        "purpose": "llm",
-                        "instance_types": ("g6e.xlarge",),
-                        "spot": {"min": 0, "max": 2},
-                        "on_demand": {"min": 1, "max": 1},
-                    },
+                    _pool("stt", ("g6.xlarge",), spot=(0, 2), on_demand=(0, 1)),
+                    _pool("llm", ("g6e.xlarge",), spot=(0, 2), on_demand=(1, 1)),
                 ),
                 "worker_max_replicas": {"stt": 2, "llm": 2},
             },
