@@ -10,7 +10,9 @@ node group tags do not propagate to the ASG.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from dataclasses import dataclass
 from typing import cast
 
@@ -52,6 +54,18 @@ class GpuNodeGroup:
     @property
     def labels(self) -> dict[str, str]:
         return gpu_labels(self.pool, self.spot)
+
+
+def gpu_nodegroup_name(pool: GpuPoolConfig, spot: bool) -> str:
+    """`<pool>-spot-<digest>` / `<pool>-ondemand-<digest>`.
+
+    The priority expander matches ASG names (`eks-<nodegroup>-<uuid>`) on `-spot-` and
+    `-ondemand-`. The digest covers what EKS can only change by replacing the group (instance
+    types, capacity type, AMI type), so a replacement gets a new name instead of colliding.
+    """
+    replaced_by = json.dumps([sorted(pool.instance_types), spot, "AL2023_x86_64_NVIDIA"])
+    digest = hashlib.sha256(replaced_by.encode()).hexdigest()[:8]
+    return f"{pool.name}-{'spot' if spot else 'ondemand'}-{digest}"
 
 
 def capacity_name(spot: bool) -> str:
@@ -163,7 +177,7 @@ class PlatformCluster(Construct):
                             key=GPU_TAINT_KEY, value="true", effect=eks.TaintEffect.NO_SCHEDULE
                         )
                     ],
-                    nodegroup_name=f"{pool.name}-{'spot' if spot else 'ondemand'}",
+                    nodegroup_name=gpu_nodegroup_name(pool, spot),
                 )
                 self.gpu_groups.append(GpuNodeGroup(pool=pool, spot=spot, nodegroup=nodegroup))
         self._tag_gpu_asgs(name)

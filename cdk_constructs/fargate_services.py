@@ -37,6 +37,7 @@ def task_definition(
     log_group: logs.ILogGroup,
     command: list[str] | None = None,
     port: int | None = None,
+    health_check: list[str] | None = None,
 ) -> ecs.FargateTaskDefinition:
     """A one-container task definition for a Dockerfile target, logging to `log_group`."""
     task = ecs.FargateTaskDefinition(
@@ -59,6 +60,16 @@ def task_definition(
         port_mappings=[ecs.PortMapping(container_port=port)] if port else None,
         readonly_root_filesystem=True,
         stop_timeout=Duration.seconds(120),
+        # ECS ignores the image's HEALTHCHECK: restate it so a hung process is replaced.
+        health_check=ecs.HealthCheck(
+            command=["CMD", *health_check],
+            interval=Duration.seconds(30),
+            timeout=Duration.seconds(5),
+            retries=3,
+            start_period=Duration.seconds(60),
+        )
+        if health_check
+        else None,
     )
     execution_role = task.obtain_execution_role()
     acknowledge(
@@ -131,6 +142,12 @@ class ApiService(Construct):
             secrets=secrets,
             log_group=log_group,
             port=API_PORT,
+            health_check=[
+                "python",
+                "-c",
+                "import sys, urllib.request; sys.exit(urllib.request.urlopen("
+                f"'http://127.0.0.1:{API_PORT}{HEALTH_PATH}', timeout=3).status != 200)",
+            ],
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
@@ -190,6 +207,17 @@ class ApiService(Construct):
                 "No ACM certificate is configured (`ecs.api.certificate_arn`): the listener "
                 "serves plain HTTP until one is set, after which HTTP redirects to HTTPS.",
             )
+        # Prometheus scrapes `/metrics` inside the VPC; the internet gets a 404 for it.
+        listener.add_action(
+            "HideMetrics",
+            priority=1,
+            conditions=[elbv2.ListenerCondition.path_patterns(["/metrics", "/metrics/*"])],
+            action=elbv2.ListenerAction.fixed_response(
+                404,
+                content_type="application/json",
+                message_body='{"error": {"code": "not_found", "message": "Not found"}}',
+            ),
+        )
         self.target_group = listener.add_targets(
             "Api",
             port=API_PORT,

@@ -79,6 +79,7 @@ def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
         queues=messaging.queues,
         compute=compute.signals,
         upload_function=pipeline.upload_function,
+        failed_uploads=pipeline.failed_events,
         database=data.database,
         cache=data.cache,
         env=env,

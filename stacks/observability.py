@@ -13,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_constructs.database import Database
@@ -36,6 +37,7 @@ class ObservabilityStack(Stack):
         queues: TaskQueues,
         compute: ComputeSignals,
         upload_function: lambda_.IFunction,
+        failed_uploads: sqs.IQueue,
         database: Database,
         cache: RedisCache,
         **kwargs: Any,
@@ -144,6 +146,15 @@ class ObservabilityStack(Stack):
             upload_errors,
             1,
             "The upload-check Lambda failed: uploaded tasks are not being queued.",
+        )
+        alarm(
+            "UploadEventsFailed",
+            failed_uploads.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            ),
+            1,
+            "Upload events failed for good and wait in the upload events DLQ: their tasks stay "
+            "awaiting_upload until the events are redriven (see the runbook).",
         )
         errors: list[cw.IMetric] = [upload_errors]
         if compute.worker_errors is not None:

@@ -16,6 +16,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -31,7 +32,7 @@ from phases import PhaseConfig, TaskType
 
 
 class PipelineStack(Stack):
-    """Exposes `upload_function` and `failed_events` (the rule target's DLQ)."""
+    """Exposes `upload_function` and `failed_events` (where undeliverable or failed events go)."""
 
     def __init__(
         self,
@@ -68,6 +69,19 @@ class PipelineStack(Stack):
             "its own log stream); a copy of it would only drift.",
         )
 
+        self.failed_events = sqs.Queue(
+            self,
+            "UploadEventsDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.failed_events,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the upload events: events the rule "
+            "could not deliver and invocations that failed after Lambda's retries.",
+        )
         self.upload_function = lambda_.DockerImageFunction(
             self,
             "UploadCheck",
@@ -78,6 +92,10 @@ class PipelineStack(Stack):
             memory_size=256,
             timeout=Duration.seconds(30),
             reserved_concurrent_executions=20,
+            # An event that still fails after Lambda's two retries is kept, not dropped: its
+            # task would otherwise wait in `awaiting_upload` forever.
+            on_failure=destinations.SqsDestination(self.failed_events),
+            retry_attempts=2,
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             log_group=logs.LogGroup(
@@ -101,18 +119,6 @@ class PipelineStack(Stack):
         stt.grant_send_messages(self.upload_function)
         database.secret.grant_read(self.upload_function)
 
-        self.failed_events = sqs.Queue(
-            self,
-            "UploadEventsDlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failed_events,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the upload events rule.",
-        )
         events.Rule(
             self,
             "UploadedAudio",

@@ -1,10 +1,10 @@
 """`-c phase=auto`: the capacity planner picks the phase and sizes the GPU pools and KEDA.
 
 `cdk synth -c phase=auto -c tasks_per_month=50000 -c avg_audio_minutes=3` asks the planner
-(`capacity.plan`) which phase the workload needs, then raises each GPU pool's Spot and
-On-Demand maxima to the GPUs the planner says the peak needs (so either capacity type can carry
-the peak; the priority expander tries Spot first) and sets KEDA's maxReplicaCount per task type
-to the same figure. Explicit `-c overrides` still win over the planner.
+(`capacity.plan`) which phase the workload needs, then sets each GPU pool's Spot and On-Demand
+maxima to the GPUs the planner says the peak needs (never below the group's minimum; either
+capacity type can carry the peak, and the priority expander tries Spot first) and KEDA's
+maxReplicaCount per task type to the same figure. Explicit `-c overrides` still win.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ are asserted here.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from cdk_constructs.eks_addons import (
     MetricsServer,
     default_addons,
 )
+from cdk_constructs.eks_cluster import gpu_nodegroup_name
 from cdk_constructs.task_queues import TaskQueues
 from phases import Phase, load_config
 from stacks import PhaseNotBuiltError, build_platform
@@ -87,7 +89,8 @@ def test_gpu_pools_have_spot_and_on_demand_groups_on_the_nvidia_al2023_ami(
     assert system[0]["ScalingConfig"]["MinSize"] == eks.system_nodes.size.min
     for pool in eks.gpu_pools:
         for capacity, bounds in (("spot", pool.spot), ("ondemand", pool.on_demand)):
-            name = f"{pool.name}-{capacity}"
+            name = gpu_nodegroup_name(pool, spot=capacity == "spot")
+            assert re.fullmatch(rf"{pool.name}-{capacity}-[0-9a-f]{{8}}", name)
             if bounds.max == 0:
                 assert name not in groups
                 continue
@@ -180,6 +183,17 @@ def test_every_chart_version_is_pinned(eks_phase: Assembly) -> None:
     for name, chart in charts.items():
         assert chart.get("Version"), f"chart {name} has no pinned version"
         assert chart["Repository"].startswith("https://")
+
+
+def test_replacing_a_gpu_group_gets_a_new_name_and_keeps_its_priority() -> None:
+    config = load_config("2", "prod")
+    assert config.eks is not None
+    pool = config.eks.gpu_pools[0]
+    bigger = pool.model_copy(update={"instance_types": ("g5.2xlarge",)})
+    assert gpu_nodegroup_name(pool, spot=True) != gpu_nodegroup_name(bigger, spot=True)
+    assert gpu_nodegroup_name(pool, spot=True) == gpu_nodegroup_name(pool, spot=True)
+    asg = f"eks-{gpu_nodegroup_name(pool, spot=True)}-0ac5f1c2-1d2e-4f60-9a1b-2c3d4e5f6a7b"
+    assert re.fullmatch(".*-spot-.*", asg) and not re.fullmatch(".*-ondemand-.*", asg)
 
 
 def test_cluster_autoscaler_prefers_spot_then_on_demand(eks_phase: Assembly) -> None:

@@ -222,6 +222,7 @@ def test_alarms_notify_an_encrypted_topic(phase1: Assembly) -> None:
     alarms = phase1.resources("AWS::CloudWatch::Alarm")
     names = " ".join(alarms)
     for expected in (
+        "UploadEventsFailed",
         "QueueAge",
         "DlqNotEmpty",
         "Api5xx",
@@ -283,3 +284,31 @@ def test_migrations_run_as_a_one_off_task_before_the_services(phase1: Assembly) 
     for r in compute.values():
         if r["Type"] == "AWS::ECS::Service":
             assert run_id in r.get("DependsOn", []), "services start after the migration run"
+
+
+def test_metrics_are_not_served_to_the_internet(phase1: Assembly) -> None:
+    (rule,) = phase1.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    conditions = rule["Properties"]["Conditions"]
+    assert conditions == [
+        {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/metrics", "/metrics/*"]}}
+    ]
+    (action,) = rule["Properties"]["Actions"]
+    assert action["Type"] == "fixed-response"
+    assert action["FixedResponseConfig"]["StatusCode"] == "404"
+
+
+def test_failed_upload_events_are_kept_not_dropped(phase1: Assembly) -> None:
+    configs = phase1.resources("AWS::Lambda::EventInvokeConfig")
+    (invoke,) = configs.values()
+    assert invoke["Properties"]["MaximumRetryAttempts"] == 2
+    assert "OnFailure" in invoke["Properties"]["DestinationConfig"]
+
+
+def test_api_container_has_a_health_check(phase1: Assembly) -> None:
+    checks = [
+        c.get("HealthCheck")
+        for t in phase1.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if any(p.get("ContainerPort") == 8000 for p in c.get("PortMappings", []))
+    ]
+    assert checks and all(c and "/healthz" in " ".join(c["Command"]) for c in checks)
