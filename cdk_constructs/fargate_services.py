@@ -50,7 +50,10 @@ def task_definition(
             operating_system_family=ecs.OperatingSystemFamily.LINUX,
         ),
     )
-    task.add_container(
+    # The root filesystem is read-only; /tmp is a task-local scratch volume (multipart uploads
+    # spool there, the worker writes its heartbeat file there).
+    task.add_volume(name="tmp")
+    container = task.add_container(
         "App",
         image=ecs_image(target),
         command=command,
@@ -70,6 +73,9 @@ def task_definition(
         )
         if health_check
         else None,
+    )
+    container.add_mount_points(
+        ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108 - a private per-task volume
     )
     execution_role = task.obtain_execution_role()
     acknowledge(
@@ -273,10 +279,12 @@ class WorkerService(Construct):
                 **environment,
                 "WORKER_TASK_TYPES": ",".join(t.value for t in queues.task_types),
                 "WORKER_QUEUE_URL": queues.queue.queue_url,
+                "WORKER_DLQ_URL": queues.dlq.queue_url,
                 "WORKER_CONCURRENCY": str(config.concurrency),
             },
             secrets=secrets,
             log_group=log_group,
+            health_check=["python", "-m", "aipp.worker.health"],
         )
         capacity = "FARGATE_SPOT" if config.spot else "FARGATE"
         self.service = rolling_service(

@@ -165,6 +165,8 @@ class ComputeEcsStack(Stack):
             for pair in queues.pairs:
                 pair.queue.grant_send_messages(role)
             worker.queues.queue.grant_consume_messages(role)
+            # The worker fails the tasks whose messages reached the DLQ and keeps the messages.
+            worker.queues.dlq.grant_consume_messages(role)
             self._grant_ai(role, config, worker.queues.task_types)
 
         for service in (self.api.service, *(w.service for w in self.workers)):

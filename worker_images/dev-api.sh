@@ -17,7 +17,11 @@ export STT_QUEUE_URL=${STT_QUEUE_URL:-$AWS_ENDPOINT_URL/123456789012/aipp-tasks}
 export LLM_QUEUE_URL=${LLM_QUEUE_URL:-$STT_QUEUE_URL}
 
 moto_pid=""
-cleanup() { [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null || true; }
+worker_pid=""
+cleanup() {
+  [[ -n $worker_pid ]] && { kill "$worker_pid" 2>/dev/null; wait "$worker_pid" 2>/dev/null; } || true
+  [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
@@ -28,6 +32,14 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
 fi
 "$PY" -m aipp.admin init-local-aws
 "$PY" -m aipp.admin migrate --create-database
+# `make dev` (WITH_WORKER=1): the queue worker too, with the local providers (no network).
+if [[ ${WITH_WORKER:-0} == 1 ]]; then
+  export STT_PROVIDER=${STT_PROVIDER:-pocketsphinx} LLM_PROVIDER=${LLM_PROVIDER:-extractive}
+  export WORKER_HEARTBEAT_FILE=${WORKER_HEARTBEAT_FILE:-} WORKER_SHUTDOWN_GRACE_SECONDS=${WORKER_SHUTDOWN_GRACE_SECONDS:-10}
+  echo "==> worker: STT_PROVIDER=$STT_PROVIDER LLM_PROVIDER=$LLM_PROVIDER"
+  "$PY" -m aipp.worker &
+  worker_pid=$!
+fi
 echo "==> task API on http://127.0.0.1:$API_PORT (docs at /docs); Ctrl-C stops it"
 echo "    an API key: make api-key TENANT=<name>"
 "$PY" -m uvicorn aipp.api.main:app --host 127.0.0.1 --port "$API_PORT" --no-access-log

@@ -312,3 +312,21 @@ def test_api_container_has_a_health_check(phase1: Assembly) -> None:
         if any(p.get("ContainerPort") == 8000 for p in c.get("PortMappings", []))
     ]
     assert checks and all(c and "/healthz" in " ".join(c["Command"]) for c in checks)
+
+
+def test_workers_know_their_dlq_and_have_a_health_check(phase1: Assembly) -> None:
+    workers = [
+        c
+        for t in phase1.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if any(e["Name"] == "WORKER_TASK_TYPES" for e in c.get("Environment", []))
+    ]
+    assert workers
+    for c in workers:
+        names = {e["Name"] for e in c["Environment"]}
+        assert {"WORKER_QUEUE_URL", "WORKER_DLQ_URL", "MAX_RECEIVE_COUNT"} <= names
+        assert c["HealthCheck"]["Command"] == ["CMD", "python", "-m", "aipp.worker.health"]
+        assert c["ReadonlyRootFilesystem"] is True
+        assert {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"} in c[
+            "MountPoints"
+        ]

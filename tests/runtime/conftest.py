@@ -116,7 +116,8 @@ class AwsNames:
 
 
 def aws_client(endpoint: str, service: str) -> Any:
-    return boto3.client(
+    """A plain boto3 client on moto's server, to look at what the code under test did."""
+    return boto3.session.Session().client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint,
         region_name="us-east-1",

@@ -11,16 +11,20 @@ from botocore.config import Config
 from aipp.core.config import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_transcribe import TranscribeServiceClient
 
 
-def _client_kwargs(settings: Settings, *, s3: bool = False) -> dict[str, Any]:
+def _client_kwargs(
+    settings: Settings, *, s3: bool = False, read_timeout: float | None = None
+) -> dict[str, Any]:
     config = Config(
         region_name=settings.aws_region,
         connect_timeout=settings.dependency_timeout_seconds,
-        read_timeout=max(10.0, settings.dependency_timeout_seconds),
+        read_timeout=read_timeout or max(10.0, settings.dependency_timeout_seconds),
         retries={"max_attempts": 2, "mode": "standard"},
         max_pool_connections=64,
         signature_version="s3v4" if s3 else None,
@@ -40,8 +44,22 @@ def s3_client(settings: Settings) -> S3Client:
     return boto3.session.Session().client("s3", **_client_kwargs(settings, s3=True))
 
 
-def sqs_client(settings: Settings) -> SQSClient:
-    return boto3.session.Session().client("sqs", **_client_kwargs(settings))
+def sqs_client(settings: Settings, *, read_timeout: float | None = None) -> SQSClient:
+    """`read_timeout` must exceed the long poll's WaitTimeSeconds (the workers pass it)."""
+    return boto3.session.Session().client(
+        "sqs", **_client_kwargs(settings, read_timeout=read_timeout)
+    )
+
+
+def transcribe_client(settings: Settings) -> TranscribeServiceClient:
+    return boto3.session.Session().client("transcribe", **_client_kwargs(settings))
+
+
+def bedrock_runtime_client(settings: Settings, *, read_timeout: float) -> BedrockRuntimeClient:
+    """Converse calls on long inputs take minutes: the caller passes a long read timeout."""
+    return boto3.session.Session().client(
+        "bedrock-runtime", **_client_kwargs(settings, read_timeout=read_timeout)
+    )
 
 
 def secrets_client(settings: Settings) -> SecretsManagerClient:

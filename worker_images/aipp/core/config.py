@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     db_secret_arn: str | None = Field(
         default=None, description="Secrets Manager secret (the Lambda resolves it at cold start)"
     )
-    db_pool_min: int = Field(default=1, ge=0, description="smallest connection pool")
+    db_pool_min: int = Field(default=0, ge=0, description="connections opened at start")
     db_pool_max: int = Field(default=10, ge=1, description="largest connection pool")
 
     redis_url: str | None = Field(default=None, description="redis://host:port/db")
@@ -71,6 +71,116 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
     max_header_bytes: int = Field(default=8192, ge=1024, description="largest request header")
     dependency_timeout_seconds: float = Field(default=3.0, gt=0, description="per call")
+
+    # --- workers (aipp.worker): the stacks set these per worker service ---------------------
+    worker_task_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("stt", "llm"), description="task types this worker handles: stt,llm | stt | llm"
+    )
+    worker_queue_url: str | None = Field(
+        default=None, description="the queue this worker consumes (default: its first type's)"
+    )
+    worker_dlq_url: str | None = Field(
+        default=None, description="its dead-letter queue; tasks found there are marked failed"
+    )
+    worker_concurrency: int = Field(default=4, ge=1, le=256, description="jobs per process")
+    worker_visibility_timeout: int | None = Field(
+        default=None, ge=1, le=43200, description="seconds; default: the queue's own setting"
+    )
+    worker_wait_seconds: int = Field(default=20, ge=0, le=20, description="SQS long poll")
+    worker_shutdown_grace_seconds: float = Field(
+        default=100.0, ge=0, description="SIGTERM: time to finish in-flight jobs"
+    )
+    worker_retry_base_seconds: int = Field(
+        default=10, ge=0, le=900, description="first retry delay; doubles on each receive"
+    )
+    worker_heartbeat_file: str | None = Field(
+        default="/tmp/aipp-worker-heartbeat",  # noqa: S108 - a liveness marker, not data
+        description="touched while the receive loop runs (container HEALTHCHECK); empty: off",
+    )
+    max_receive_count: int = Field(
+        default=3, ge=1, le=1000, description="the queue's DLQ maxReceiveCount"
+    )
+    ecs_agent_uri: str | None = Field(
+        default=None, description="set by ECS: scale-in protection while jobs run"
+    )
+    webhook_url: str | None = Field(
+        default=None, description="POSTed when a task completes or fails (optional)"
+    )
+    webhook_secret: str | None = Field(
+        default=None, repr=False, description="HMAC-SHA256 key for the webhook signature"
+    )
+
+    # --- AI providers --------------------------------------------------------------------------
+    stt_provider: str = Field(
+        default="pocketsphinx", description="transcribe | openai | pocketsphinx (| instant)"
+    )
+    llm_provider: str = Field(
+        default="extractive", description="bedrock | openai | extractive (| instant)"
+    )
+    bedrock_model_id: str = Field(
+        default="amazon.nova-lite-v1:0", min_length=1, description="Converse model id"
+    )
+    llm_max_output_tokens: int = Field(default=1024, ge=16, description="per LLM call")
+    llm_chunk_chars: int = Field(
+        default=12000, ge=500, description="longer transcripts are summarized in chunks"
+    )
+    transcribe_language: str = Field(
+        default="en-US", description="language code, or `auto` to let Transcribe identify it"
+    )
+    transcribe_max_wait_seconds: float = Field(
+        default=4 * 3600.0, gt=0, description="give up on one Transcribe job after this"
+    )
+    openai_base_url: str = Field(
+        default="http://127.0.0.1:8001", description="OpenAI-compatible server (vLLM, Whisper)"
+    )
+    openai_stt_base_url: str | None = Field(
+        default=None, description="Whisper server, when not OPENAI_BASE_URL"
+    )
+    openai_llm_base_url: str | None = Field(
+        default=None, description="chat server, when not OPENAI_BASE_URL"
+    )
+    openai_api_key: str | None = Field(default=None, repr=False, description="Bearer token")
+    openai_stt_model: str = Field(
+        default="openai/whisper-large-v3-turbo", description="transcription model name"
+    )
+    openai_llm_model: str = Field(
+        default="meta-llama/Llama-3.1-8B-Instruct", description="chat model name"
+    )
+    openai_timeout_seconds: float = Field(default=600.0, gt=0, description="per request")
+    instant_provider_delay_seconds: float = Field(
+        default=0.0, ge=0, description="tests and benchmarks only: the instant providers' delay"
+    )
+    instant_provider_log: str | None = Field(
+        default=None, description="tests only: the instant providers append each call here"
+    )
+
+    @field_validator("worker_task_types", mode="before")
+    @classmethod
+    def _split_task_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip().lower() for v in value.split(",") if v.strip()]
+        value = tuple(dict.fromkeys(value or ()))
+        if not value or not set(value) <= {"stt", "llm"}:
+            raise ValueError("must be stt, llm or stt,llm")
+        return value
+
+    @field_validator("stt_provider", "llm_provider")
+    @classmethod
+    def _provider(cls, value: str, info: Any) -> str:
+        value = value.strip().lower()
+        known = {
+            "stt_provider": {"transcribe", "openai", "pocketsphinx", "instant"},
+            "llm_provider": {"bedrock", "openai", "extractive", "instant"},
+        }[info.field_name]
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(sorted(known))}")
+        return value
+
+    def worker_queue(self) -> str:
+        """The queue this worker consumes: WORKER_QUEUE_URL, else its first task type's queue."""
+        if self.worker_queue_url:
+            return self.worker_queue_url
+        return self.stt_queue_url if self.worker_task_types[0] == "stt" else self.llm_queue_url
 
     @field_validator("allowed_content_types", mode="before")
     @classmethod

@@ -84,3 +84,15 @@ async def test_metrics_count_requests_latency_and_tasks(
     assert 'route="/v1/tasks/{task_id}",status="422"' in text
     assert "aipp_http_request_duration_seconds_bucket" in text
     drain_queue(aws)
+
+
+async def test_api_starts_with_the_database_down_and_says_so(aws: AwsNames) -> None:
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
+    settings = make_settings(dead, aws, dependency_timeout_seconds=1)
+    async with running_app(settings) as (_, client):
+        assert (await client.get("/healthz")).status_code == 200
+        ready = (await client.get("/readyz")).json()
+        assert ready["error"]["message"] == "unavailable: database"
+        response = await client.get("/v1/tasks", headers={"X-API-Key": "aipp_whatever"})
+        assert response.status_code == 503
+        assert response.json()["error"]["message"] == "database is unavailable; see /readyz"

@@ -1,0 +1,273 @@
+# ruff: noqa: S603 - runs our own fixed commands (moto, the worker)
+"""Pipeline benchmark (`make bench-pipeline`): worker throughput and per-task overhead.
+
+Real worker processes (`python -m aipp.worker`) with the instant providers (no model time), real
+PostgreSQL and Redis, S3 and SQS on moto's server, all on loopback. For 1 and 2 worker processes
+it queues BENCH_TASKS tasks (default 400) and measures:
+- throughput: tasks per minute from the first message sent to the last task `completed`;
+- per-task overhead: time the workers spent on a task outside the providers (both jobs, STT and
+  LLM: database, Redis, S3, SQS calls), from the workers' own `job finished` log lines.
+Prints a table and writes JSON under benchmarks/results/. Not a test: the numbers depend on the
+machine, and moto, PostgreSQL and the workers share its CPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "worker_images"))
+
+from aipp.core.config import Settings  # noqa: E402
+from aipp.core.db import Database, NewTask, create_pool  # noqa: E402
+from aipp.core.migrate import upgrade  # noqa: E402
+from aipp.core.models import TaskState, upload_key  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TASKS = int(os.environ.get("BENCH_TASKS", "400"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
+# (worker processes, jobs per process, tasks): the first row is the unloaded per-task floor.
+CASES = ((1, 1, min(100, TASKS)), (1, CONCURRENCY, TASKS), (2, CONCURRENCY, TASKS))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_listening(port: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
+
+
+async def admin_sql(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def client(endpoint: str, service: str) -> Any:
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto accepts anything
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def queue_tasks(db: Database, count: int) -> tuple[list[uuid.UUID], list[str]]:
+    tenant = await db.ensure_tenant(f"bench-{uuid.uuid4().hex[:8]}")
+    ids, bodies = [], []
+    for _ in range(count):
+        task_id = uuid.uuid4()
+        key = upload_key(tenant, task_id, "bench.wav")
+        ids.append(task_id)
+        await db.insert_task(
+            NewTask(task_id, tenant, TaskState.QUEUED, "bench.wav", key, "audio/wav", 1000, None)
+        )
+        bodies.append(
+            json.dumps(
+                {
+                    "task_id": str(task_id),
+                    "tenant_id": str(tenant),
+                    "object_key": key,
+                    "task_type": "stt",
+                }
+            )
+        )
+    return ids, bodies
+
+
+def send(sqs: Any, queue_url: str, bodies: list[str]) -> None:
+    attr = {"task_type": {"DataType": "String", "StringValue": "stt"}}
+    for start in range(0, len(bodies), 10):
+        sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "MessageBody": b, "MessageAttributes": attr}
+                for i, b in enumerate(bodies[start : start + 10])
+            ],
+        )
+
+
+async def run_case(
+    case: tuple[int, int, int], db: Database, env: dict[str, str], sqs: Any, tmp: Path
+) -> dict[str, Any]:
+    workers, concurrency, tasks = case
+    queue_url = sqs.create_queue(QueueName=f"bench-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    env = {
+        **env,
+        "WORKER_QUEUE_URL": queue_url,
+        "STT_QUEUE_URL": queue_url,
+        "LLM_QUEUE_URL": queue_url,
+        "WORKER_CONCURRENCY": str(concurrency),
+    }
+    ids, bodies = await queue_tasks(db, tasks)
+    logs = [tmp / f"worker-{workers}-{concurrency}-{i}.log" for i in range(workers)]
+    procs = []
+    for path in logs:
+        with path.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "aipp.worker"],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                )
+            )
+    try:
+        while not all("worker started" in p.read_text() for p in logs):
+            time.sleep(0.1)
+        started = time.monotonic()
+        send(sqs, queue_url, bodies)
+        while True:
+            done = await db.pool.fetchval(
+                "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND state = 'completed'", ids
+            )
+            if done == len(ids):
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+    per_task: dict[str, float] = {}
+    per_job: dict[str, list[float]] = {"stt": [], "llm": []}
+    for path in logs:
+        for raw in path.read_text().splitlines():
+            line = json.loads(raw)
+            if line.get("message") == "job finished" and line.get("outcome") == "done":
+                overhead = line["elapsed_ms"] - line["provider_ms"]
+                per_job[line["task_type"]].append(overhead)
+                per_task[line["task_id"]] = per_task.get(line["task_id"], 0.0) + overhead
+    overheads = list(per_task.values())
+    return {
+        "workers": workers,
+        "concurrency_per_worker": concurrency,
+        "tasks": len(ids),
+        "seconds": round(elapsed, 2),
+        "tasks_per_minute": round(len(ids) / elapsed * 60, 1),
+        "overhead_ms_per_task": {
+            "mean": round(statistics.fmean(overheads), 1),
+            "p50": round(percentile(overheads, 0.5), 1),
+            "p95": round(percentile(overheads, 0.95), 1),
+        },
+        "overhead_ms_per_job": {
+            kind: {"mean": round(statistics.fmean(v), 1), "p95": round(percentile(v, 0.95), 1)}
+            for kind, v in per_job.items()
+            if v
+        },
+    }
+
+
+async def main() -> None:
+    moto_port = free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    name = f"aipp_bench_{uuid.uuid4().hex[:10]}"
+    dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path=f"/{name}"))
+    await admin_sql(f'CREATE DATABASE "{name}"')
+    try:
+        wait_listening(moto_port)
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        await asyncio.to_thread(upgrade, dsn)  # alembic runs its own event loop
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        client(endpoint, "s3").create_bucket(Bucket=bucket)
+        sqs = client(endpoint, "sqs")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "worker_images"),
+            "DATABASE_URL": dsn,
+            "REDIS_URL": REDIS_URL,
+            "AUDIO_BUCKET": bucket,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "WORKER_CONCURRENCY": str(CONCURRENCY),
+            "WORKER_WAIT_SECONDS": "1",
+            "WORKER_HEARTBEAT_FILE": "",
+            "STT_PROVIDER": "instant",
+            "LLM_PROVIDER": "instant",
+            "LOG_LEVEL": "INFO",
+        }
+        db = Database(await create_pool(Settings(database_url=dsn)))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                results = [await run_case(c, db, env, sqs, Path(tmp)) for c in CASES]
+        finally:
+            await db.close()
+    finally:
+        moto.terminate()
+        moto.wait(10)
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    print(f"pipeline with instant providers, {machine['cpus']} CPUs")
+    print(
+        f"{'workers':>7} {'jobs/wkr':>8} {'tasks':>5} {'tasks/min':>10} {'seconds':>8} "
+        f"{'overhead/task ms':>17} "
+        f"{'p50':>7} {'p95':>7}  per job (stt / llm mean ms)"
+    )
+    for r in results:
+        o = r["overhead_ms_per_task"]
+        jobs = r["overhead_ms_per_job"]
+        print(
+            f"{r['workers']:>7} {r['concurrency_per_worker']:>8} {r['tasks']:>5} "
+            f"{r['tasks_per_minute']:>10} {r['seconds']:>8} {o['mean']:>17} "
+            f"{o['p50']:>7} {o['p95']:>7}  {jobs['stt']['mean']} / {jobs['llm']['mean']}"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"pipeline_bench-{stamp}.json"
+    out.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,126 @@
+"""`python -m aipp.worker`: consume the queue in WORKER_QUEUE_URL until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aipp.core.aws import resolve_db_secret, sqs_client
+from aipp.core.cache import Cache, create_redis
+from aipp.core.config import Settings, SettingsError, load_settings
+from aipp.core.db import Database, create_pool
+from aipp.core.logging import configure_logging
+from aipp.core.models import TaskType
+from aipp.core.queue import Queue
+from aipp.core.storage import Storage
+from aipp.worker.ecs import ScaleInProtection
+from aipp.worker.lock import TaskLocks
+from aipp.worker.pipeline import Pipeline
+from aipp.worker.providers import build_summarizer, build_transcriber
+from aipp.worker.runner import Worker
+from aipp.worker.webhook import Webhook
+
+log = logging.getLogger("aipp.worker")
+APPLICATION_NAME = "aipp-worker"
+DEFAULT_VISIBILITY = 300
+
+
+def _named(dsn: str) -> str:
+    """The DSN with `application_name`, so operators (and tests) can tell worker sessions apart."""
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("application_name", APPLICATION_NAME)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def _visibility(settings: Settings, queue: Queue, url: str) -> int:
+    if settings.worker_visibility_timeout:
+        return settings.worker_visibility_timeout
+    try:
+        attrs = await asyncio.to_thread(
+            queue.client.get_queue_attributes, QueueUrl=url, AttributeNames=["VisibilityTimeout"]
+        )
+        return int(attrs["Attributes"]["VisibilityTimeout"])
+    except Exception as exc:  # fall back to a safe default
+        log.warning("queue visibility unknown", extra={"error": repr(exc)})
+        return DEFAULT_VISIBILITY
+
+
+async def serve(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(settings.worker_concurrency * 2 + 8))
+    types = tuple(TaskType(t) for t in settings.worker_task_types)
+    storage = Storage(settings)
+    queue = Queue(
+        settings, client=sqs_client(settings, read_timeout=settings.worker_wait_seconds + 15)
+    )
+    queue_url = settings.worker_queue()
+    visibility = await _visibility(settings, queue, queue_url)
+    db = Database(await create_pool(settings, _named(settings.database_dsn())))
+    cache = Cache(create_redis(settings))
+    webhook = (
+        Webhook(settings.webhook_url, settings.webhook_secret) if settings.webhook_url else None
+    )
+    lock_ttl_ms = visibility * 1000 - min(1000, visibility * 250)
+    pipeline = Pipeline(
+        settings=settings,
+        db=db,
+        storage=storage,
+        queue=queue,
+        cache=cache,
+        locks=TaskLocks(cache.redis, ttl_ms=lock_ttl_ms, prefix=cache.prefix),
+        transcriber=build_transcriber(settings, storage) if TaskType.STT in types else None,
+        summarizer=build_summarizer(settings) if TaskType.LLM in types else None,
+        webhook=webhook,
+    )
+    worker = Worker(
+        pipeline=pipeline,
+        sqs=queue.client,
+        queue_url=queue_url,
+        task_types=types,
+        concurrency=settings.worker_concurrency,
+        visibility=visibility,
+        wait_seconds=settings.worker_wait_seconds,
+        max_receive_count=settings.max_receive_count,
+        retry_base=settings.worker_retry_base_seconds,
+        grace_seconds=settings.worker_shutdown_grace_seconds,
+        dlq_url=settings.worker_dlq_url,
+        heartbeat_file=settings.worker_heartbeat_file,
+        protection=ScaleInProtection(settings.ecs_agent_uri),
+        health_checks=(db.ping, cache.ping),
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        if webhook is not None:
+            await webhook.close()
+        for close in (db.close, cache.close):
+            with contextlib.suppress(Exception):  # exiting anyway
+                await asyncio.wait_for(close(), 5)
+
+
+def main() -> int:
+    try:
+        settings = resolve_db_secret(load_settings())
+    except SettingsError as exc:
+        print(exc.code, file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.run(serve(settings))
+    except ImportError:  # pragma: no cover - uvloop is in the image
+        asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Steps 4-8 of the task flow, one handler per task type. Every step is idempotent.
+
+STT (steps 4-6): lock → `queued → transcribing` → provider → transcript to S3 →
+`transcribing → summarizing` (with the transcript's key) → LLM message → done.
+LLM (steps 7-8): lock → provider → result to S3 → `summarizing → completed` (with the summary)
+→ result cached in Redis → webhook → done.
+
+A redelivered message finds the task where the last attempt left it and carries on from there:
+`transcribing` with the lock free means the previous worker died, so this one continues;
+`summarizing` seen by the STT handler means the LLM message may not have been sent, so it is sent
+again (the LLM handler ignores the extra one). The Redis lock keeps two deliveries of one message
+from working at once; the compare-and-set keeps any state change from happening twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from aipp.core.cache import Cache
+from aipp.core.config import Settings
+from aipp.core.db import Database
+from aipp.core.models import Task, TaskState, TaskType, result_key, transcript_key
+from aipp.core.queue import Queue, TaskMessage
+from aipp.core.storage import Storage
+from aipp.worker.errors import JobError
+from aipp.worker.lock import TaskLocks
+from aipp.worker.providers import AudioInput, Summarizer, Transcriber
+from aipp.worker.webhook import Webhook
+
+log = logging.getLogger("aipp.worker.pipeline")
+TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
+
+
+class Outcome(Enum):
+    DONE = "done"  # delete the message
+    BUSY = "busy"  # another job holds the task: look again later
+    NOT_READY = "not_ready"  # the task is not yet at this step: look again later
+
+
+@dataclass
+class Job:
+    message: TaskMessage
+    message_id: str
+    receive_count: int
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    provider_seconds: float = 0.0
+    heartbeats: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    db: Database
+    storage: Storage
+    queue: Queue
+    cache: Cache
+    locks: TaskLocks
+    transcriber: Transcriber | None
+    summarizer: Summarizer | None
+    webhook: Webhook | None = None
+
+    async def handle(self, job: Job) -> Outcome:
+        if job.message.task_type is TaskType.STT:
+            return await self.transcribe(job)
+        return await self.summarize(job)
+
+    # --- shared -----------------------------------------------------------------------------
+    async def _locked(self, job: Job, task_type: TaskType) -> bool:
+        task_id = job.message.task_id
+        if not await self.locks.acquire(task_type, task_id, job.token):
+            return False
+
+        async def refresh() -> None:
+            await self.locks.refresh(task_type, task_id, job.token)
+
+        job.heartbeats.append(refresh)
+        return True
+
+    async def _unlock(self, job: Job, task_type: TaskType) -> None:
+        job.heartbeats.clear()
+        try:
+            await self.locks.release(task_type, job.message.task_id, job.token)
+        except Exception:  # the lock expires by itself
+            log.warning("lock not released", extra={"task_id": str(job.message.task_id)})
+
+    async def _move(self, task: Task, target: TaskState, **fields: Any) -> tuple[Task | None, bool]:
+        """Compare-and-set `task.state → target`: (task now, True if this call made the change).
+
+        When the answer is lost (connection dropped after the commit), a re-read that finds the
+        task in `target` means it happened; the caller holds the lock, so no one else did it.
+        """
+        moved = await self.db.transition(task.id, task.state, target, **fields)
+        if moved is not None:
+            return moved, True
+        return await self.db.get_task(task.id), False
+
+    async def notify(self, task: Task) -> None:
+        if self.webhook is not None:
+            await self.webhook.send(task)
+
+    async def fail(self, task_id: uuid.UUID, code: str, message: str) -> Task | None:
+        """Mark a task `failed` with a reason the client can read, from whatever state it is in."""
+        for _ in range(5):
+            task = await self.db.get_task(task_id)
+            if task is None or task.state in TERMINAL:
+                return None
+            failed = await self.db.transition(
+                task.id, task.state, TaskState.FAILED, error_code=code, error_message=message[:1000]
+            )
+            if failed is not None:
+                log.info("task failed", extra={"task_id": str(task_id), "code": code})
+                await self.notify(failed)
+                return failed
+        return None
+
+    # --- STT: steps 4-6 ---------------------------------------------------------------------
+    async def _send_llm(self, task: Task) -> None:
+        await self.queue.send(
+            TaskMessage(
+                task_id=task.id,
+                tenant_id=task.tenant_id,
+                object_key=task.transcript_key or transcript_key(task.tenant_id, task.id),
+                task_type=TaskType.LLM,
+                language=task.language,
+            )
+        )
+
+    async def transcribe(self, job: Job) -> Outcome:  # noqa: PLR0911 - one exit per state
+        task = await self.db.get_task(job.message.task_id)
+        if task is None or task.state in TERMINAL or task.state is TaskState.AWAITING_UPLOAD:
+            return Outcome.DONE  # deleted, finished, or a stale message after a compensation
+        if task.state is TaskState.SUMMARIZING:
+            await self._send_llm(task)
+            return Outcome.DONE
+        if not await self._locked(job, TaskType.STT):
+            return Outcome.BUSY
+        try:
+            task = await self.db.get_task(task.id)
+            if task is None or task.state in TERMINAL:
+                return Outcome.DONE
+            if task.state is TaskState.QUEUED:
+                task, _ = await self._move(task, TaskState.TRANSCRIBING, attempts=task.attempts + 1)
+            if task is None or task.state in TERMINAL:
+                return Outcome.DONE
+            if task.state not in {TaskState.TRANSCRIBING, TaskState.SUMMARIZING}:
+                return Outcome.BUSY  # moved back meanwhile: look again later
+            if task.state is TaskState.SUMMARIZING:
+                await self._send_llm(task)
+                return Outcome.DONE
+            return await self._run_stt(job, task)
+        finally:
+            await self._unlock(job, TaskType.STT)
+
+    async def _run_stt(self, job: Job, task: Task) -> Outcome:
+        storage = self.storage
+
+        async def read() -> bytes:
+            data = await storage.get_bytes(task.object_key)
+            if data is None:
+                raise JobError(
+                    "audio_missing", "the uploaded audio no longer exists", retryable=False
+                )
+            return data
+
+        assert self.transcriber is not None
+        audio = AudioInput(
+            task_id=task.id,
+            tenant_id=task.tenant_id,
+            bucket=storage.bucket,
+            key=task.object_key,
+            content_type=task.content_type,
+            language=task.language,
+            read=read,
+        )
+        started = time.perf_counter()
+        transcript = await self.transcriber.transcribe(audio)
+        job.provider_seconds += time.perf_counter() - started
+        key = transcript_key(task.tenant_id, task.id)
+        await storage.put_json(
+            key,
+            {
+                "text": transcript.text,
+                "language": transcript.language,
+                "provider": self.transcriber.name,
+                **({"details": transcript.details} if transcript.details else {}),
+            },
+        )
+        moved, _ = await self._move(task, TaskState.SUMMARIZING, transcript_key=key)
+        if moved is None or moved.state is not TaskState.SUMMARIZING:
+            return Outcome.DONE  # deleted or failed meanwhile
+        await self._send_llm(moved)
+        return Outcome.DONE
+
+    # --- LLM: steps 7-8 ---------------------------------------------------------------------
+    async def summarize(self, job: Job) -> Outcome:
+        task = await self.db.get_task(job.message.task_id)
+        if task is None or task.state in TERMINAL:
+            return Outcome.DONE
+        if task.state is not TaskState.SUMMARIZING:
+            return Outcome.NOT_READY
+        if not await self._locked(job, TaskType.LLM):
+            return Outcome.BUSY
+        try:
+            task = await self.db.get_task(task.id)
+            if task is None or task.state is not TaskState.SUMMARIZING:
+                return Outcome.DONE
+            return await self._run_llm(job, task)
+        finally:
+            await self._unlock(job, TaskType.LLM)
+
+    async def _run_llm(self, job: Job, task: Task) -> Outcome:
+        assert self.summarizer is not None
+        document = await self.storage.get_json(task.transcript_key) if task.transcript_key else None
+        if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+            raise JobError("transcript_missing", "the transcript is gone", retryable=False)
+        text: str = document["text"]
+        started = time.perf_counter()
+        summary = await self.summarizer.summarize(text, task.language)
+        job.provider_seconds += time.perf_counter() - started
+        key = result_key(task.tenant_id, task.id)
+        await self.storage.put_json(
+            key,
+            {"summary": summary.text, "provider": self.summarizer.name, **summary.details},
+        )
+        done, changed = await self._move(
+            task, TaskState.COMPLETED, summary=summary.text, result_key=key
+        )
+        if done is None or done.state is not TaskState.COMPLETED:
+            return Outcome.DONE
+        try:
+            await self.cache.set_result(
+                done.tenant_id,
+                done.id,
+                {"id": str(done.id), "transcript": text, "summary": done.summary or ""},
+            )
+        except Exception:  # the API falls back to the DB and S3
+            log.warning("result not cached", extra={"task_id": str(done.id)})
+        if changed:
+            await self.notify(done)
+        log.info("task completed", extra={"task_id": str(done.id)})
+        return Outcome.DONE

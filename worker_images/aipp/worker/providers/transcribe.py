@@ -1,0 +1,176 @@
+"""AWS Transcribe batch jobs on the uploaded S3 object.
+
+The job name is `aipp-<task id>`: IAM allows only `transcription-job/aipp-*`, and a redelivered
+message finds its job already started (ConflictException) and waits for it instead of paying
+twice. Waiting is backoff polling (2 s doubling to 30 s, with jitter), never a busy loop. Account
+limits (100 concurrent jobs by default, 10 TPS to start) answer LimitExceededException or
+ThrottlingException: the worker backs off and tries again rather than failing the task.
+The transcript JSON is written to our bucket under `transcripts/` (the worker may read there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from aipp.core.storage import Storage
+from aipp.worker.errors import ProviderError
+from aipp.worker.providers.base import AudioInput, Transcript
+
+if TYPE_CHECKING:
+    from mypy_boto3_transcribe import TranscribeServiceClient
+
+Sleep = Callable[[float], Awaitable[None]]
+
+JOB_PREFIX = "aipp-"
+MEDIA_FORMATS = {
+    "audio/wav": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp4": "mp4",
+    "audio/flac": "flac",
+    "audio/ogg": "ogg",
+    "audio/webm": "webm",
+}
+BUSY = {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
+POLL_FIRST, POLL_MAX = 2.0, 30.0
+START_FIRST, START_MAX = 5.0, 60.0
+
+
+def job_name(task_id: uuid.UUID) -> str:
+    return f"{JOB_PREFIX}{task_id}"
+
+
+def output_key(tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
+    return f"transcripts/{tenant_id}/{task_id}.transcribe.json"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class TranscribeTranscriber:
+    name = "transcribe"
+
+    def __init__(
+        self,
+        client: TranscribeServiceClient,
+        storage: Storage,
+        *,
+        language: str = "en-US",
+        max_wait_seconds: float = 4 * 3600.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.storage = storage
+        self.language = language
+        self.max_wait = max_wait_seconds
+        self.sleep = sleep
+
+    async def _backoff(self, delay: float, cap: float) -> float:
+        await self.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+        return min(cap, delay * 2)
+
+    def _request(self, audio: AudioInput) -> dict[str, Any]:
+        media_format = MEDIA_FORMATS.get(audio.content_type)
+        if media_format is None:
+            raise ProviderError(
+                "unsupported_audio",
+                f"Transcribe does not take {audio.content_type}",
+                retryable=False,
+            )
+        request: dict[str, Any] = {
+            "TranscriptionJobName": job_name(audio.task_id),
+            "Media": {"MediaFileUri": f"s3://{audio.bucket}/{audio.key}"},
+            "MediaFormat": media_format,
+            "OutputBucketName": audio.bucket,
+            "OutputKey": output_key(audio.tenant_id, audio.task_id),
+        }
+        language = audio.language or self.language
+        if language.lower() == "auto":
+            request["IdentifyLanguage"] = True
+        else:
+            request["LanguageCode"] = language
+        return request
+
+    async def _start(self, request: dict[str, Any], deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        delay = START_FIRST
+        while True:
+            try:
+                await asyncio.to_thread(self.client.start_transcription_job, **request)
+                return
+            except ClientError as exc:
+                code = _code(exc)
+                if code == "ConflictException":
+                    return  # already started by an earlier delivery of this message
+                if code in BUSY and loop.time() < deadline:
+                    delay = await self._backoff(delay, START_MAX)
+                    continue
+                message = exc.response.get("Error", {}).get("Message", "")
+                if code in BUSY:
+                    raise ProviderError(
+                        "transcription_busy",
+                        f"Transcribe stayed at its limit: {message}",
+                        retryable=True,
+                    ) from None
+                raise ProviderError(
+                    "transcription_failed",
+                    f"Transcribe {code}: {message}",
+                    retryable=code in {"InternalFailureException", "ServiceUnavailableException"},
+                ) from None
+
+    async def _status(self, name: str, deadline: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        delay = POLL_FIRST
+        while True:
+            try:
+                answer = await asyncio.to_thread(
+                    self.client.get_transcription_job, TranscriptionJobName=name
+                )
+            except ClientError as exc:
+                if _code(exc) not in BUSY:
+                    raise
+                answer = None
+            if answer is not None:
+                job: dict[str, Any] = dict(answer["TranscriptionJob"])
+                if job.get("TranscriptionJobStatus") in {"COMPLETED", "FAILED"}:
+                    return job
+            if loop.time() >= deadline:
+                raise ProviderError(
+                    "transcription_timeout",
+                    f"Transcribe job {name} did not finish in {self.max_wait:.0f} s",
+                    retryable=True,
+                )
+            delay = await self._backoff(delay, POLL_MAX)
+
+    async def transcribe(self, audio: AudioInput) -> Transcript:
+        deadline = asyncio.get_running_loop().time() + self.max_wait
+        request = self._request(audio)
+        name = request["TranscriptionJobName"]
+        await self._start(request, deadline)
+        job = await self._status(name, deadline)
+        if job["TranscriptionJobStatus"] == "FAILED":
+            # Clear the failed job so that a later attempt (if any) can start it afresh.
+            await asyncio.to_thread(self.client.delete_transcription_job, TranscriptionJobName=name)
+            raise ProviderError(
+                "transcription_failed",
+                f"Transcribe: {job.get('FailureReason', 'the job failed')}",
+                retryable=False,
+            )
+        document = await self.storage.get_json(request["OutputKey"])
+        try:
+            text = " ".join(t["transcript"] for t in document["results"]["transcripts"])
+        except (KeyError, TypeError):
+            raise ProviderError(
+                "transcription_failed", "Transcribe's output has no transcript", retryable=True
+            ) from None
+        return Transcript(
+            text=text.strip(),
+            language=job.get("LanguageCode") or request.get("LanguageCode"),
+            details={"job": name},
+        )

@@ -1,0 +1,394 @@
+"""The receive loop: long-poll SQS, run up to N jobs at once, heartbeat, retry, shut down cleanly.
+
+- Dispatch by the `task_type` message attribute to the pipeline's handler for that type.
+- Heartbeat: every third of the visibility timeout the message's visibility and the task lock
+  are extended, so a long job keeps its message.
+- Retries: a failed attempt hides the message for a backoff delay (10 s, 20 s, 40 s… by default);
+  on the queue's final receive (MAX_RECEIVE_COUNT) the task is marked `failed` with the reason and
+  the message is released, so SQS moves it to the DLQ. Outages of PostgreSQL/Redis/S3 are waited
+  out in-process (receiving pauses) instead of using up receives.
+- DLQ: when the worker knows its dead-letter queue it marks the tasks it finds there `failed`
+  (a worker killed on the final attempt leaves nobody else to do it) and keeps the messages.
+- SIGTERM/SIGINT: stop receiving, let in-flight jobs finish within the grace period, then cancel
+  the rest and make their messages visible again at once (visibility 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from aipp.core.models import TaskType
+from aipp.core.queue import TASK_TYPE_ATTRIBUTE, TaskMessage
+from aipp.worker.ecs import ScaleInProtection
+from aipp.worker.errors import JobError, is_dependency_error
+from aipp.worker.pipeline import TERMINAL, Job, Outcome, Pipeline
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger("aipp.worker")
+MAX_DELAY = 900  # longest backoff between attempts
+KEEP_IN_DLQ = 43000  # a handled dead letter stays hidden ~12 h (SQS allows 12 h in total)
+DEPENDENCY_RETRIES = 3
+HEALTH_WAIT_SECONDS = 120.0
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        sqs: SQSClient,
+        queue_url: str,
+        task_types: tuple[TaskType, ...],
+        concurrency: int,
+        visibility: int,
+        wait_seconds: int,
+        max_receive_count: int,
+        retry_base: int,
+        grace_seconds: float,
+        dlq_url: str | None = None,
+        heartbeat_file: str | None = None,
+        protection: ScaleInProtection | None = None,
+        health_checks: tuple[Callable[[], Awaitable[Any]], ...] = (),
+    ) -> None:
+        self.pipeline = pipeline
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.task_types = task_types
+        self.concurrency = concurrency
+        self.visibility = visibility
+        self.wait_seconds = wait_seconds
+        self.max_receive_count = max_receive_count
+        self.retry_base = retry_base
+        self.grace_seconds = grace_seconds
+        self.dlq_url = dlq_url
+        self.heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
+        self.protection = protection or ScaleInProtection(None)
+        self.health_checks = health_checks
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._unhealthy = False
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return max(0.5, self.visibility / 3)
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("shutting down: no new messages", extra={"in_flight": len(self._jobs)})
+            self._stop.set()
+
+    # --- SQS calls (boto3 is synchronous: each runs in a thread) --------------------------------
+    async def _receive(self, url: str, count: int, wait: int, visibility: int) -> list[Any]:
+        answer = await asyncio.to_thread(
+            self.sqs.receive_message,
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(10, count)),
+            WaitTimeSeconds=wait,
+            VisibilityTimeout=visibility,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=[TASK_TYPE_ATTRIBUTE],
+        )
+        return list(answer.get("Messages", []))
+
+    async def _set_visibility(self, receipt: str, seconds: int, url: str | None = None) -> None:
+        try:
+            await asyncio.to_thread(
+                self.sqs.change_message_visibility,
+                QueueUrl=url or self.queue_url,
+                ReceiptHandle=receipt,
+                VisibilityTimeout=max(0, min(KEEP_IN_DLQ, seconds)),
+            )
+        except Exception as exc:  # the message reappears on its own
+            log.warning("visibility not changed", extra={"error": repr(exc)})
+
+    async def _delete(self, receipt: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.sqs.delete_message, QueueUrl=self.queue_url, ReceiptHandle=receipt
+            )
+        except Exception as exc:  # a redelivery finds the task done
+            log.warning("message not deleted", extra={"error": repr(exc)})
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _touch(self) -> None:
+        if self.heartbeat_file is None:
+            return
+        try:
+            self.heartbeat_file.touch()
+        except OSError as exc:
+            log.warning("heartbeat file not writable", extra={"error": repr(exc)})
+            self.heartbeat_file = None
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _healthy(self) -> bool:
+        try:
+            for check in self.health_checks:
+                await check()
+        except Exception:  # any failure means not yet
+            return False
+        return True
+
+    async def _wait_healthy(self, limit: float) -> bool:
+        deadline = time.monotonic() + limit
+        delay = 0.25
+        while not await self._healthy():
+            if time.monotonic() >= deadline:
+                return False
+            self._touch()
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+        self._unhealthy = False
+        return True
+
+    async def run(self) -> None:
+        helpers = [asyncio.create_task(self.protection.run())]
+        if self.dlq_url:
+            helpers.append(asyncio.create_task(self._dead_letters(self.dlq_url)))
+        log.info(
+            "worker started",
+            extra={"queue": self.queue_url, "types": [t.value for t in self.task_types]},
+        )
+        pending_receive: asyncio.Task[list[Any]] | None = None
+        delay = 1.0
+        while not self._stop.is_set():
+            self._touch()
+            if self._unhealthy and not await self._wait_healthy(5.0):
+                continue
+            free = self.concurrency - len(self._jobs)
+            if free <= 0:
+                self._slot_free.clear()
+                stop = asyncio.create_task(self._stop.wait())
+                slot = asyncio.create_task(self._slot_free.wait())
+                await asyncio.wait({stop, slot}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                slot.cancel()
+                continue
+            receive = asyncio.create_task(
+                self._receive(self.queue_url, free, self.wait_seconds, self.visibility)
+            )
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not receive.done():
+                pending_receive = receive  # SIGTERM during the long poll
+                break
+            try:
+                messages = receive.result()
+            except Exception as exc:  # SQS unreachable: back off and go on
+                log.warning("receive failed", extra={"error": repr(exc)})
+                await self._sleep_unless_stopped(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            delay = 1.0
+            if self._stop.is_set():
+                await self._release_all(messages)
+                break
+            for message in messages:
+                self._start(message)
+        await self._shutdown(pending_receive)
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        log.info("worker stopped")
+
+    def _start(self, message: dict[str, Any]) -> None:
+        job = asyncio.create_task(self._job(message))
+        self._jobs.add(job)
+        self.protection.set_busy(True)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._jobs.discard(task)
+            self._slot_free.set()
+            if not self._jobs:
+                self.protection.set_busy(False)
+
+        job.add_done_callback(done)
+
+    async def _release_all(self, messages: list[Any]) -> None:
+        await asyncio.gather(*(self._set_visibility(m["ReceiptHandle"], 0) for m in messages))
+
+    async def _shutdown(self, pending_receive: asyncio.Task[list[Any]] | None) -> None:
+        if self._jobs:
+            _, late = await asyncio.wait(set(self._jobs), timeout=self.grace_seconds)
+            for job in late:
+                job.cancel()  # each cancelled job releases its message (visibility 0)
+            if late:
+                log.warning("jobs released at shutdown", extra={"count": len(late)})
+                await asyncio.gather(*late, return_exceptions=True)
+        if pending_receive is not None:
+            try:
+                await self._release_all(await pending_receive)
+            except Exception as exc:
+                log.warning("receive failed at shutdown", extra={"error": repr(exc)})
+
+    # --- one message --------------------------------------------------------------------------
+    def _parse(self, message: dict[str, Any]) -> Job:
+        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        body = TaskMessage.model_validate_json(message["Body"])
+        attribute = message.get("MessageAttributes", {}).get(TASK_TYPE_ATTRIBUTE, {})
+        task_type = TaskType(attribute.get("StringValue", body.task_type.value))
+        if task_type is not body.task_type:
+            body = body.model_copy(update={"task_type": task_type})
+        return Job(message=body, message_id=message["MessageId"], receive_count=count)
+
+    def retry_delay(self, receive_count: int, retry_after: float | None = None) -> int:
+        if retry_after is not None:
+            return int(min(MAX_DELAY, max(1.0, retry_after)))
+        return int(min(MAX_DELAY, self.retry_base * 2 ** max(0, receive_count - 1)))
+
+    async def _heartbeat(self, receipt: str, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await self._set_visibility(receipt, self.visibility)
+            for hook in list(job.heartbeats):
+                try:
+                    await hook()
+                except Exception as exc:  # the next beat tries again
+                    log.warning("lock not refreshed", extra={"error": repr(exc)})
+
+    async def _attempt(self, job: Job) -> Outcome:
+        """Run the handler; wait out dependency outages and try again with the message held."""
+        for attempt in range(1, DEPENDENCY_RETRIES + 1):
+            try:
+                return await self.pipeline.handle(job)
+            except Exception as exc:
+                if not is_dependency_error(exc) or attempt == DEPENDENCY_RETRIES:
+                    raise
+                log.warning(
+                    "dependency failed; waiting for it",
+                    extra={"task_id": str(job.message.task_id), "error": repr(exc)},
+                )
+                self._unhealthy = True
+                await self._wait_healthy(HEALTH_WAIT_SECONDS)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _job(self, message: dict[str, Any]) -> None:
+        receipt = message["ReceiptHandle"]
+        try:
+            job = self._parse(message)
+        except (ValidationError, ValueError, KeyError) as exc:
+            # Not ours to understand: let it go to the DLQ after its receives, for a human.
+            count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            log.error("unreadable message", extra={"error": repr(exc), "body": message.get("Body")})
+            await self._set_visibility(receipt, self.retry_delay(count))
+            return
+        started = time.perf_counter()
+        heartbeat = asyncio.create_task(self._heartbeat(receipt, job))
+        outcome = "error"
+        try:
+            if job.message.task_type not in self.task_types:
+                raise JobError(
+                    "misrouted",
+                    f"a {job.message.task_type.value} message reached a worker for "
+                    f"{','.join(t.value for t in self.task_types)}",
+                    retryable=True,
+                )
+            result = await self._attempt(job)
+            outcome = result.value
+            if result is Outcome.DONE:
+                await self._delete(receipt)
+            else:
+                await self._set_visibility(receipt, self.retry_delay(job.receive_count))
+        except asyncio.CancelledError:
+            outcome = "released"
+            await self._set_visibility(receipt, 0)
+            raise
+        except Exception as exc:  # every failure ends in retry or `failed`
+            await self._failed(job, receipt, exc)
+        finally:
+            heartbeat.cancel()
+            elapsed = time.perf_counter() - started
+            log.info(
+                "job finished",
+                extra={
+                    "task_id": str(job.message.task_id),
+                    "task_type": job.message.task_type.value,
+                    "outcome": outcome,
+                    "receive_count": job.receive_count,
+                    "elapsed_ms": round(elapsed * 1000, 2),
+                    "provider_ms": round(job.provider_seconds * 1000, 2),
+                },
+            )
+
+    async def _failed(self, job: Job, receipt: str, exc: Exception) -> None:
+        if isinstance(exc, JobError):
+            code, reason, retryable, after = exc.code, exc.message, exc.retryable, exc.retry_after
+        else:
+            code, retryable, after = "processing_error", True, None
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+        task_id = job.message.task_id
+        final = job.receive_count >= self.max_receive_count
+        log.log(
+            logging.ERROR if (final or not retryable) else logging.WARNING,
+            "job failed",
+            extra={
+                "task_id": str(task_id),
+                "code": code,
+                "reason": reason,
+                "receive_count": job.receive_count,
+                "final": final or not retryable,
+            },
+            exc_info=not isinstance(exc, JobError),
+        )
+        try:
+            if not retryable:
+                await self.pipeline.fail(task_id, code, reason)
+                await self._delete(receipt)
+                return
+            if final:
+                attempts = f"after {job.receive_count} attempts"
+                await self.pipeline.fail(task_id, code, f"{reason} ({attempts})")
+                await self._set_visibility(receipt, 0)  # on to the DLQ at its next receive
+                return
+        except Exception as inner:  # the DLQ consumer records it later
+            log.error("could not record the failure", extra={"error": repr(inner)})
+        await self._set_visibility(receipt, self.retry_delay(job.receive_count, after))
+
+    # --- the dead-letter queue ----------------------------------------------------------------
+    async def _dead_letters(self, url: str) -> None:
+        wait = max(1, self.wait_seconds)
+        while True:
+            try:
+                messages = await self._receive(url, 10, wait, 60)
+                for message in messages:
+                    await self._dead_letter(url, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # try again later
+                log.warning("dead-letter queue not read", extra={"error": repr(exc)})
+                await asyncio.sleep(5)
+
+    async def _dead_letter(self, url: str, message: dict[str, Any]) -> None:
+        receipt = message["ReceiptHandle"]
+        try:
+            job = self._parse(message)
+        except (ValidationError, ValueError, KeyError):
+            await self._set_visibility(receipt, KEEP_IN_DLQ, url)
+            return
+        task = await self.pipeline.db.get_task(job.message.task_id)
+        if task is not None and task.state not in TERMINAL:
+            locks = self.pipeline.locks
+            if await locks.held(TaskType.STT, task.id) or await locks.held(TaskType.LLM, task.id):
+                await self._set_visibility(receipt, 60, url)  # still being worked on
+                return
+            await self.pipeline.fail(
+                task.id,
+                "processing_failed",
+                f"the {job.message.task_type.value} step did not succeed after "
+                f"{self.max_receive_count} attempts",
+            )
+        await self._set_visibility(receipt, KEEP_IN_DLQ, url)
