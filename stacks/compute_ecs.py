@@ -134,9 +134,8 @@ class ComputeEcsStack(Stack):
                 actions=["s3:ListBucket"], resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"]
             )
         )
-        for pair in queues.pairs:
+        for pair in queues.pairs:  # SendMessage, plus GetQueueAttributes for `/readyz`
             pair.queue.grant_send_messages(api_role)
-            pair.queue.grant(api_role, "sqs:GetQueueAttributes")
 
         self.workers = [
             WorkerService(
