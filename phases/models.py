@@ -372,6 +372,13 @@ class AiConfig(Frozen):
     )
 
 
+class WebhookConfig(Frozen):
+    url: str = Field(
+        pattern=r"^https://[^\s/$.?#].[^\s]*$",
+        description="HTTPS endpoint the workers POST to when a task completes or fails.",
+    )
+
+
 class ObservabilityConfig(Frozen):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = (
         Field(description="Application log retention (a CloudWatch Logs retention value).")
@@ -424,6 +431,10 @@ class PhaseConfig(Frozen):
     ecs: EcsComputeConfig | None = Field(default=None, description="Fargate services (ecs).")
     eks: EksConfig | None = Field(default=None, description="EKS cluster and pools (eks).")
     ai: AiConfig = Field(description="Speech-to-text and LLM providers.")
+    webhook: WebhookConfig | None = Field(
+        default=None,
+        description="Optional completion webhook, signed with HMAC-SHA256 (key in Secrets Manager).",
+    )
     observability: ObservabilityConfig = Field(description="Logs, dashboard and alarms.")
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from cdk_constructs.access import allow_ingress
@@ -99,6 +100,26 @@ class ComputeEcsStack(Stack):
             "REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret),
         }
 
+        worker_environment = dict(environment)
+        worker_secrets = dict(secrets)
+        if config.webhook is not None:
+            signing_key = sm.Secret(
+                self,
+                "WebhookSigningKey",
+                description="HMAC-SHA256 key the workers sign completion webhooks with",
+                generate_secret_string=sm.SecretStringGenerator(
+                    password_length=64, exclude_punctuation=True
+                ),
+            )
+            acknowledge(
+                signing_key,
+                "AwsSolutions-SMG4",
+                "The receiver verifies signatures with this key; rotating it is coordinated "
+                "with the receiver by hand (docs/operations.md), not on a timer.",
+            )
+            worker_environment["WEBHOOK_URL"] = config.webhook.url
+            worker_secrets["WEBHOOK_SECRET"] = ecs.Secret.from_secrets_manager(signing_key)
+
         self.migration = MigrationRun(
             self,
             "Migrate",
@@ -144,8 +165,8 @@ class ComputeEcsStack(Stack):
                 config=config.ecs.worker,
                 cluster=self.cluster,
                 queues=pair,
-                environment=environment,
-                secrets=secrets,
+                environment=worker_environment,
+                secrets=worker_secrets,
                 log_group=worker_logs,
             )
             for pair in queues.pairs

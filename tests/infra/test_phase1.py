@@ -330,3 +330,27 @@ def test_workers_know_their_dlq_and_have_a_health_check(phase1: Assembly) -> Non
         assert {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"} in c[
             "MountPoints"
         ]
+
+
+def test_completion_webhook_is_signed_with_a_generated_key(
+    assemble: Callable[..., Assembly],
+) -> None:
+    assembly = assemble("1", "staging", {"webhook": {"url": "https://hooks.example.com/aipp"}})
+    assert assembly.findings == []
+    workers = [
+        c
+        for t in assembly.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if any(e["Name"] == "WORKER_TASK_TYPES" for e in c.get("Environment", []))
+    ]
+    (worker,) = workers
+    env = {e["Name"]: e["Value"] for e in worker["Environment"]}
+    assert env["WEBHOOK_URL"] == "https://hooks.example.com/aipp"
+    assert "WEBHOOK_SECRET" in {s["Name"] for s in worker["Secrets"]}
+    api = [
+        c
+        for t in assembly.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if c not in workers
+    ]
+    assert api and all("WEBHOOK" not in json.dumps(c) for c in api), "only workers get the key"

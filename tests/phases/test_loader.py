@@ -85,6 +85,12 @@ def test_every_field_is_documented() -> None:
 
 
 BAD = [
+    (
+        "1",
+        "staging",
+        '{"webhook": {"url": "http://plain.example.com"}}',
+        "webhook.url: String should match pattern",
+    ),
     # (phase, env, overrides, the one line we expect, or a fragment of it)
     ("4", "staging", None, "unknown phase '4': choose one of 1, mvp, 2, growth, 3, scale, auto"),
     ("1", "dev", None, "unknown env 'dev': choose one of staging, prod"),
