@@ -433,7 +433,7 @@ class PhaseConfig(Frozen):
     ai: AiConfig = Field(description="Speech-to-text and LLM providers.")
     webhook: WebhookConfig | None = Field(
         default=None,
-        description="Optional completion webhook, signed with HMAC-SHA256 (key in Secrets Manager).",
+        description="Optional completion webhook, HMAC-SHA256 signed (key in Secrets Manager).",
     )
     observability: ObservabilityConfig = Field(description="Logs, dashboard and alarms.")
 
