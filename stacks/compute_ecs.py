@@ -91,14 +91,10 @@ class ComputeEcsStack(Stack):
             "TRANSCRIBE_LANGUAGE": config.ai.transcribe_language,
             "LOG_LEVEL": "INFO",
         }
-        secrets = {
-            "DB_HOST": ecs.Secret.from_secrets_manager(database.secret, "host"),
-            "DB_PORT": ecs.Secret.from_secrets_manager(database.secret, "port"),
-            "DB_NAME": ecs.Secret.from_secrets_manager(database.secret, "dbname"),
-            "DB_USER": ecs.Secret.from_secrets_manager(database.secret, "username"),
-            "DB_PASSWORD": ecs.Secret.from_secrets_manager(database.secret, "password"),
-            "REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret),
-        }
+        # The database credentials are read by the runtime from the secret itself (and re-read
+        # when a login is refused), so a scheduled rotation needs no task restart.
+        environment["DB_SECRET_ARN"] = database.secret.secret_arn
+        secrets = {"REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret)}
 
         worker_environment = dict(environment)
         worker_secrets = dict(secrets)
@@ -129,6 +125,7 @@ class ComputeEcsStack(Stack):
             log_group=api_logs,
         )
         allow_ingress(database.connections, self.migration.security_group, "Migration task")
+        database.secret.grant_read(self.migration.task_definition.task_role)
 
         self.api = ApiService(
             self,
@@ -141,6 +138,7 @@ class ComputeEcsStack(Stack):
             access_logs=audio.log_bucket,
         )
         api_role = self.api.task_definition.task_role
+        database.secret.grant_read(api_role)
         bucket = audio.bucket_name
         grant_objects(api_role, bucket=bucket, actions=["s3:PutObject"], prefixes=[UPLOADS_PREFIX])
         grant_objects(
@@ -175,7 +173,14 @@ class ComputeEcsStack(Stack):
             role = worker.task_definition.task_role
             allow_ingress(database.connections, worker.service, "Workers")
             allow_ingress(cache.connections, worker.service, "Workers")
-            grant_objects(role, bucket=bucket, actions=["s3:GetObject"], prefixes=[UPLOADS_PREFIX])
+            database.secret.grant_read(role)
+            # Read the audio; delete uploads that arrive after their task expired (the sweeper).
+            grant_objects(
+                role,
+                bucket=bucket,
+                actions=["s3:GetObject", "s3:DeleteObject"],
+                prefixes=[UPLOADS_PREFIX],
+            )
             grant_objects(
                 role,
                 bucket=bucket,

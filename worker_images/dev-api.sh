@@ -18,7 +18,9 @@ export LLM_QUEUE_URL=${LLM_QUEUE_URL:-$STT_QUEUE_URL}
 
 moto_pid=""
 worker_pid=""
+events_pid=""
 cleanup() {
+  [[ -n $events_pid ]] && { kill "$events_pid" 2>/dev/null; wait "$events_pid" 2>/dev/null; } || true
   [[ -n $worker_pid ]] && { kill "$worker_pid" 2>/dev/null; wait "$worker_pid" 2>/dev/null; } || true
   [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null || true
 }
@@ -32,13 +34,19 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
 fi
 "$PY" -m aipp.admin init-local-aws
 "$PY" -m aipp.admin migrate --create-database
-# `make dev` (WITH_WORKER=1): the queue worker too, with the local providers (no network).
+# `make dev` (WITH_WORKER=1): the queue worker too, with the local providers (no network), and the
+# local stand-in for S3 event notifications.
 if [[ ${WITH_WORKER:-0} == 1 ]]; then
   export STT_PROVIDER=${STT_PROVIDER:-pocketsphinx} LLM_PROVIDER=${LLM_PROVIDER:-extractive}
   export WORKER_HEARTBEAT_FILE=${WORKER_HEARTBEAT_FILE:-} WORKER_SHUTDOWN_GRACE_SECONDS=${WORKER_SHUTDOWN_GRACE_SECONDS:-10}
   echo "==> worker: STT_PROVIDER=$STT_PROVIDER LLM_PROVIDER=$LLM_PROVIDER"
   "$PY" -m aipp.worker &
   worker_pid=$!
+  # moto sends no S3 events: this stands in for S3 -> EventBridge -> the upload Lambda, so that
+  # presigned PUTs get queued too (it calls lambda_src/upload_handler for each new upload).
+  echo "==> S3 events: uploads/ in $AUDIO_BUCKET -> upload_handler (polling moto)"
+  PYTHONPATH=worker_images:lambda_src "$PY" -m aipp.dev.s3_events &
+  events_pid=$!
 fi
 echo "==> task API on http://127.0.0.1:$API_PORT (docs at /docs); Ctrl-C stops it"
 echo "    an API key: make api-key TENANT=<name>"

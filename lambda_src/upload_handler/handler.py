@@ -3,7 +3,8 @@
 The object must really be audio of an allowed type (magic bytes from one ranged GET, never the
 client's word), within the size limit and of the size the client declared. Then the task moves
 `awaiting_upload → queued` with a compare-and-set and the STT message is sent. A second delivery
-of the same event finds the task no longer `awaiting_upload` and does nothing.
+of the same event finds the task no longer `awaiting_upload` and does nothing; an upload that
+arrives after the workers failed its task as `upload_expired` is deleted.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aipp.core.audio import SNIFF_BYTES, sniff_audio
-from aipp.core.aws import resolve_db_secret
 from aipp.core.config import Settings, load_settings
 from aipp.core.db import Database, create_pool
 from aipp.core.logging import configure_logging
-from aipp.core.models import TaskState, TaskType, parse_upload_key
+from aipp.core.models import UPLOAD_EXPIRED, TaskState, TaskType, parse_upload_key
 from aipp.core.queue import Queue, TaskMessage
 from aipp.core.storage import Storage
 
@@ -82,6 +82,16 @@ async def _reject(rt: Runtime, task_id: uuid.UUID, key: str, code: str, message:
     return f"rejected:{code}"
 
 
+async def _not_waiting(rt: Runtime, task_id: uuid.UUID, key: str) -> str:
+    """The task no longer waits for this upload: a second delivery, or an upload that came
+    after the task expired (`upload_expired`), whose object nobody will ever read."""
+    task = await rt.db.get_task(task_id)
+    if task is not None and task.state is TaskState.FAILED and task.error_code == UPLOAD_EXPIRED:
+        await rt.storage.delete([key])
+        return "ignored:upload-expired"
+    return "duplicate"
+
+
 async def process_object(rt: Runtime, bucket: str, key: str) -> str:  # noqa: PLR0911 - one exit per outcome
     """What happened to one object: queued, rejected:<code>, duplicate or ignored:<why>."""
     if bucket != rt.settings.audio_bucket:
@@ -96,7 +106,7 @@ async def process_object(rt: Runtime, bucket: str, key: str) -> str:  # noqa: PL
         await rt.storage.delete([key])
         return "ignored:no-task"
     if task.state is not TaskState.AWAITING_UPLOAD:
-        return "duplicate"
+        return await _not_waiting(rt, task_id, key)
 
     head = await rt.storage.read_head(key, SNIFF_BYTES)
     if head is None:
@@ -124,8 +134,8 @@ async def process_object(rt: Runtime, bucket: str, key: str) -> str:  # noqa: PL
         )
 
     queued = await rt.db.transition(task_id, TaskState.AWAITING_UPLOAD, TaskState.QUEUED)
-    if queued is None:
-        return "duplicate"
+    if queued is None:  # the expiry sweep (or another delivery) got there first
+        return await _not_waiting(rt, task_id, key)
     message = TaskMessage(
         task_id=task_id,
         tenant_id=tenant_id,
@@ -153,7 +163,8 @@ async def process_event(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
 def _runtime() -> Runtime:
     global _RUNTIME  # noqa: PLW0603 - one runtime per Lambda container, built at cold start
     if _RUNTIME is None:
-        settings = resolve_db_secret(load_settings())
+        # DB_SECRET_ARN is read by the pool at its first connection and again after a rotation.
+        settings = load_settings()
         configure_logging(settings.log_level)
         _RUNTIME = _LOOP.run_until_complete(build_runtime(settings))
     return _RUNTIME

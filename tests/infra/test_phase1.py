@@ -354,3 +354,25 @@ def test_completion_webhook_is_signed_with_a_generated_key(
         if c not in workers
     ]
     assert api and all("WEBHOOK" not in json.dumps(c) for c in api), "only workers get the key"
+
+
+def test_containers_read_database_credentials_from_the_secret(phase1: Assembly) -> None:
+    containers = [
+        c
+        for t in phase1.resources("AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+    ]
+    assert len(containers) == 3  # API, worker, migration
+    for c in containers:
+        names = {e["Name"] for e in c["Environment"]}
+        assert "DB_SECRET_ARN" in names and "DATABASE_URL" not in names
+        injected = {s["Name"] for s in c.get("Secrets", [])}
+        assert not injected & {"DB_PASSWORD", "DB_USER"}, "credentials are read, not injected"
+    reads = [
+        s
+        for key, policy in phase1.resources("AWS::IAM::Policy").items()
+        if "TaskRole" in key
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])
+    ]
+    assert len(reads) >= 3  # API, worker and migration task roles

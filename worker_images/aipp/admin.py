@@ -39,7 +39,7 @@ async def _create_database_if_missing(dsn: str) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    dsn = settings.database_dsn()
+    dsn = resolve_db_secret(settings).database_dsn()  # one short run: the secret's value now
     if args.create_database:
         asyncio.run(_create_database_if_missing(dsn))
     print(f"applying migrations to {_redacted(dsn)}")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     init.set_defaults(func=cmd_init_local_aws)
     args = parser.parse_args(argv)
     try:
-        settings = resolve_db_secret(load_settings())
+        settings = load_settings()
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)
         return 2

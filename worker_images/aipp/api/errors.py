@@ -57,6 +57,7 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # refused login (rotation)
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     botocore.exceptions.BotoCoreError,
@@ -101,7 +102,8 @@ def dependency_of(exc: BaseException) -> str | None:  # noqa: PLR0911 - a table 
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.TooManyConnectionsError,
+        | asyncpg.exceptions.TooManyConnectionsError
+        | asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     ):
         return "database"
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):

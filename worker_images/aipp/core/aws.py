@@ -66,9 +66,20 @@ def secrets_client(settings: Settings) -> SecretsManagerClient:
     return boto3.session.Session().client("secretsmanager", **_client_kwargs(settings))
 
 
-def resolve_db_secret(settings: Settings) -> Settings:
-    """Fill DB_* from DB_SECRET_ARN when set and no DSN is given (once per cold start)."""
-    if not settings.db_secret_arn or settings.database_url or settings.db_host:
-        return settings
+def db_secret_string(settings: Settings) -> str:
+    """The current value (AWSCURRENT) of DB_SECRET_ARN: one GetSecretValue call."""
+    if not settings.db_secret_arn:
+        raise ValueError("DB_SECRET_ARN is not set")
     secret = secrets_client(settings).get_secret_value(SecretId=settings.db_secret_arn)
-    return settings.with_db_secret(secret["SecretString"])
+    return secret["SecretString"]
+
+
+def resolve_db_secret(settings: Settings) -> Settings:
+    """Fill DB_* from DB_SECRET_ARN once (unless DATABASE_URL is set): for one-off commands.
+
+    Long-running processes (API, workers, the upload Lambda) do not call this: their pools read
+    the secret through `aipp.core.db.Credentials`, which also follows a rotation.
+    """
+    if not settings.db_secret_arn or settings.database_url:
+        return settings
+    return settings.with_db_secret(db_secret_string(settings))

@@ -38,7 +38,15 @@ class Settings(BaseSettings):
     db_user: str | None = Field(default=None, description="database user")
     db_password: str | None = Field(default=None, repr=False, description="database password")
     db_secret_arn: str | None = Field(
-        default=None, description="Secrets Manager secret (the Lambda resolves it at cold start)"
+        default=None,
+        description="the RDS secret (JSON host, port, dbname, username, password): read at the"
+        " first connection and again when the database refuses it (rotation); wins over DB_*",
+    )
+    db_secret_reread_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="after a re-read that found the same refused credentials, wait this long"
+        " before reading the secret again",
     )
     db_pool_min: int = Field(default=0, ge=0, description="connections opened at start")
     db_pool_max: int = Field(default=10, ge=1, description="largest connection pool")
@@ -68,6 +76,15 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=1, description="sustained rate per key")
     rate_limit_burst: int = Field(default=100, ge=1, description="bucket size per key")
     presign_expires_seconds: int = Field(default=900, ge=1, le=604800, description="URL life")
+    upload_grace_seconds: int = Field(
+        default=900,
+        ge=0,
+        description="a task still awaiting_upload this long after its upload URL expired fails"
+        " (`upload_expired`); covers an upload that started just before the expiry",
+    )
+    upload_sweep_interval_seconds: int = Field(
+        default=60, ge=0, description="how often the workers look for expired uploads; 0: never"
+    )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
     max_header_bytes: int = Field(default=8192, ge=1024, description="largest request header")
     dependency_timeout_seconds: float = Field(default=3.0, gt=0, description="per call")
@@ -209,7 +226,11 @@ class Settings(BaseSettings):
         return self
 
     def database_dsn(self) -> str:
-        """The DSN to connect with; DB_SECRET_ARN must be resolved first (see `with_secret`)."""
+        """The DSN to connect with; DB_SECRET_ARN must be resolved first (`with_db_secret`).
+
+        Pools do not call this directly for DB_SECRET_ARN: `aipp.core.db.Credentials` reads the
+        secret at the first connection and re-reads it after a rotation.
+        """
         if self.database_url:
             return self.database_url
         if self.db_host and self.db_name and self.db_user:

@@ -2,29 +2,155 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from aipp.core.aws import db_secret_string
 from aipp.core.config import Settings
 from aipp.core.models import STATE_TIMESTAMP, Task, TaskState, check_transition
 
 API_KEY_PREFIX = "aipp_"
+log = logging.getLogger("aipp.db")
+
+# What PostgreSQL answers to credentials it does not accept (SQLSTATE class 28; a wrong password
+# is its subclass InvalidPasswordError).
+AUTH_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+)
+
+SecretReader = Callable[[], Awaitable[str]]
 
 
-async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
+class Credentials:
+    """The credentials each new connection of a pool logs in with.
+
+    Fixed (DATABASE_URL, or DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD), or from the RDS secret
+    in DB_SECRET_ARN: read at the first connection, and read again when the database refuses
+    them, which is what a single-user rotation does to every process started before it. The
+    connection is then retried once with what the re-read found; if it is refused again (or the
+    secret did not change), the error goes up and the database counts as down.
+
+    The pool itself is never rebuilt: PostgreSQL checks a password only at login, so connections
+    opened before a rotation keep working, and the pool opens every new one through `connect`,
+    which always uses the latest credentials. Concurrent refusals share one re-read; a re-read
+    that found the same refused credentials is not repeated for `reread_seconds`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dsn: str | None = None,
+        read_secret: SecretReader | None = None,
+        reread_seconds: float | None = None,
+    ) -> None:
+        self._settings = settings
+        self._fixed = dsn
+        self._read = read_secret
+        self._reread_seconds = (
+            settings.db_secret_reread_seconds if reread_seconds is None else reread_seconds
+        )
+        self._dsn: str | None = None
+        self._version = 0
+        self._lock = asyncio.Lock()
+        self._quiet_until = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Credentials:
+        """DATABASE_URL first, then DB_SECRET_ARN, then DB_* (and the local default)."""
+        if settings.database_url or not settings.db_secret_arn:
+            return cls(settings, dsn=settings.database_dsn())
+
+        async def read() -> str:
+            return await asyncio.to_thread(db_secret_string, settings)
+
+        return cls(settings, read_secret=read)
+
+    @property
+    def from_secret(self) -> bool:
+        return self._fixed is None
+
+    async def _load(self) -> str:
+        try:
+            assert self._read is not None
+            secret = await self._read()
+            return self._settings.with_db_secret(secret).database_dsn()
+        except Exception as exc:  # unreachable, not allowed, or not an RDS secret
+            raise ConnectionError(f"the database secret could not be read: {exc!r}") from exc
+
+    async def dsn(self) -> tuple[int, str]:
+        """(version, DSN) of the credentials to use now."""
+        if self._fixed is not None:
+            return 0, self._fixed
+        if self._dsn is None:
+            async with self._lock:
+                if self._dsn is None:
+                    self._dsn = await self._load()
+                    self._version += 1
+        return self._version, self._dsn
+
+    async def reread(self, refused_version: int) -> bool:
+        """After a refusal of `refused_version`: True when there are other credentials to try."""
+        if self._fixed is not None:
+            return False
+        async with self._lock:
+            if self._version != refused_version:
+                return True  # another connection re-read the secret meanwhile
+            if time.monotonic() < self._quiet_until:
+                return False
+            dsn = await self._load()
+            if dsn == self._dsn:
+                self._quiet_until = time.monotonic() + self._reread_seconds
+                log.error("the database refuses the credentials in DB_SECRET_ARN")
+                return False
+            self._dsn = dsn
+            self._version += 1
+            log.warning("database credentials changed (secret rotated): using the new ones")
+            return True
+
+    async def connect(self, *_ignored: Any, **kwargs: Any) -> asyncpg.Connection:
+        """asyncpg's pool `connect` hook (its positional DSN argument is ignored)."""
+        version, dsn = await self.dsn()
+        try:
+            return await asyncpg.connect(dsn, **kwargs)
+        except AUTH_ERRORS:
+            if not await self.reread(version):
+                raise
+        _, dsn = await self.dsn()
+        return await asyncpg.connect(dsn, **kwargs)
+
+
+async def create_pool(
+    settings: Settings,
+    dsn: str | None = None,
+    *,
+    credentials: Credentials | None = None,
+    application_name: str | None = None,
+) -> asyncpg.Pool:
+    """A pool whose connections log in with `credentials` (default: from `settings`)."""
+    if credentials is None:
+        credentials = Credentials(settings, dsn=dsn) if dsn else Credentials.from_settings(settings)
+    extra: dict[str, Any] = {}
+    if application_name:
+        extra["server_settings"] = {"application_name": application_name}
     pool = await asyncpg.create_pool(
-        dsn or settings.database_dsn(),
+        connect=credentials.connect,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.dependency_timeout_seconds,
         command_timeout=30,
         max_inactive_connection_lifetime=300,
+        **extra,
     )
     assert pool is not None
     return pool
@@ -224,6 +350,49 @@ class Database:
             *args,
         )
         return Task.from_row(row) if row else None
+
+    async def renew_upload(self, task_id: uuid.UUID) -> Task | None:
+        """A new upload URL was issued (idempotent replay): restart the task's upload window.
+
+        None when the task is no longer `awaiting_upload` (uploaded or expired meanwhile)."""
+        row = await self.pool.fetchrow(
+            "UPDATE tasks SET updated_at = now() WHERE id = $1 AND state = 'awaiting_upload'"
+            " RETURNING *",
+            task_id,
+        )
+        return Task.from_row(row) if row else None
+
+    async def expire_uploads(
+        self, after_seconds: float, *, code: str, message: str, limit: int = 500
+    ) -> list[Task]:
+        """Compare-and-set `awaiting_upload → failed` for tasks whose upload window (counted from
+        `updated_at`: creation, a renewed URL or a compensation) ended `after_seconds` ago.
+
+        Rows another transaction holds (an upload being queued right now) are skipped, and the
+        outer `state` check makes the move happen only if the task is still waiting: an upload
+        and the sweep never both win.
+        """
+        check_transition(TaskState.AWAITING_UPLOAD, TaskState.FAILED)
+        rows = await self.pool.fetch(
+            """
+            UPDATE tasks
+               SET state = 'failed', failed_at = now(), updated_at = now(),
+                   error_code = $2, error_message = $3
+             WHERE id IN (SELECT id FROM tasks
+                           WHERE state = 'awaiting_upload'
+                             AND updated_at < now() - make_interval(secs => $1)
+                           ORDER BY updated_at
+                           LIMIT $4
+                             FOR UPDATE SKIP LOCKED)
+               AND state = 'awaiting_upload'
+            RETURNING *
+            """,
+            float(after_seconds),
+            code,
+            message[:1000],
+            limit,
+        )
+        return [Task.from_row(r) for r in rows]
 
     async def undo_queued(self, task_id: uuid.UUID) -> bool:
         """Compensation, not a state-machine step: `queued → awaiting_upload` when the message

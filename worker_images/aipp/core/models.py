@@ -32,6 +32,9 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.FAILED: frozenset(),
 }
 
+# The error code of a task whose upload never arrived (the workers' expiry sweep).
+UPLOAD_EXPIRED = "upload_expired"
+
 # The column that records when a task entered each state.
 STATE_TIMESTAMP: dict[TaskState, str] = {
     TaskState.AWAITING_UPLOAD: "created_at",

@@ -7,10 +7,11 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
-from aipp.core.aws import resolve_db_secret, sqs_client
+from aipp.core.aws import sqs_client
 from aipp.core.cache import Cache, create_redis
 from aipp.core.config import Settings, SettingsError, load_settings
 from aipp.core.db import Database, create_pool
@@ -23,19 +24,12 @@ from aipp.worker.lock import TaskLocks
 from aipp.worker.pipeline import Pipeline
 from aipp.worker.providers import build_summarizer, build_transcriber
 from aipp.worker.runner import Worker
+from aipp.worker.sweeper import UploadSweeper
 from aipp.worker.webhook import Webhook
 
 log = logging.getLogger("aipp.worker")
 APPLICATION_NAME = "aipp-worker"
 DEFAULT_VISIBILITY = 300
-
-
-def _named(dsn: str) -> str:
-    """The DSN with `application_name`, so operators (and tests) can tell worker sessions apart."""
-    parts = urlsplit(dsn)
-    query = dict(parse_qsl(parts.query))
-    query.setdefault("application_name", APPLICATION_NAME)
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def _visibility(settings: Settings, queue: Queue, url: str) -> int:
@@ -61,7 +55,8 @@ async def serve(settings: Settings) -> None:
     )
     queue_url = settings.worker_queue()
     visibility = await _visibility(settings, queue, queue_url)
-    db = Database(await create_pool(settings, _named(settings.database_dsn())))
+    # `application_name` lets operators (and tests) tell worker sessions apart.
+    db = Database(await create_pool(settings, application_name=APPLICATION_NAME))
     cache = Cache(create_redis(settings))
     webhook = (
         Webhook(settings.webhook_url, settings.webhook_secret) if settings.webhook_url else None
@@ -78,6 +73,19 @@ async def serve(settings: Settings) -> None:
         summarizer=build_summarizer(settings) if TaskType.LLM in types else None,
         webhook=webhook,
     )
+    background: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()
+    if settings.upload_sweep_interval_seconds > 0:
+        sweeper = UploadSweeper(
+            db=db,
+            storage=storage,
+            redis=cache.redis,
+            interval_seconds=settings.upload_sweep_interval_seconds,
+            presign_seconds=settings.presign_expires_seconds,
+            grace_seconds=settings.upload_grace_seconds,
+            prefix=cache.prefix,
+            webhook=webhook,
+        )
+        background = (sweeper.run,)
     worker = Worker(
         pipeline=pipeline,
         sqs=queue.client,
@@ -93,6 +101,7 @@ async def serve(settings: Settings) -> None:
         heartbeat_file=settings.worker_heartbeat_file,
         protection=ScaleInProtection(settings.ecs_agent_uri),
         health_checks=(db.ping, cache.ping),
+        background=background,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -108,7 +117,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> int:
     try:
-        settings = resolve_db_secret(load_settings())
+        settings = load_settings()
     except SettingsError as exc:
         print(exc.code, file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@
   rejects it): the task is marked `failed` with the code and message at once.
 - `JobError(retryable=True)`: try again later (backoff by message visibility); on the queue's
   final receive the task is marked `failed` with this reason before the message goes to the DLQ.
-- A dependency error (PostgreSQL, Redis, S3 unreachable): the job is retried in-process once the
+- A dependency error (PostgreSQL, Redis, S3 unreachable, or the database refusing the credentials
+  in DB_SECRET_ARN even after re-reading it): the job is retried in-process once the
   dependency answers again, so an outage does not use up the message's receives.
 - Anything else is a bug or an unknown failure: treated like a retryable error.
 """
@@ -38,6 +39,7 @@ _DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # pg_terminate_backend, shutdown
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # credentials refused (rotation)
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     botocore.exceptions.EndpointConnectionError,

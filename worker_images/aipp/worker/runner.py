@@ -9,6 +9,7 @@
   out in-process (receiving pauses) instead of using up receives.
 - DLQ: when the worker knows its dead-letter queue it marks the tasks it finds there `failed`
   (a worker killed on the final attempt leaves nobody else to do it) and keeps the messages.
+- Background loops (the upload-expiry sweep) run beside the receive loop until it stops.
 - SIGTERM/SIGINT: stop receiving, let in-flight jobs finish within the grace period, then cancel
   the rest and make their messages visible again at once (visibility 0).
 """
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class Worker:
         heartbeat_file: str | None = None,
         protection: ScaleInProtection | None = None,
         health_checks: tuple[Callable[[], Awaitable[Any]], ...] = (),
+        background: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = (),
     ) -> None:
         self.pipeline = pipeline
         self.sqs = sqs
@@ -74,6 +76,7 @@ class Worker:
         self.heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
         self.protection = protection or ScaleInProtection(None)
         self.health_checks = health_checks
+        self.background = background
         self._jobs: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -156,6 +159,7 @@ class Worker:
 
     async def run(self) -> None:
         helpers = [asyncio.create_task(self.protection.run())]
+        helpers.extend(asyncio.create_task(job()) for job in self.background)
         if self.dlq_url:
             helpers.append(asyncio.create_task(self._dead_letters(self.dlq_url)))
         log.info(

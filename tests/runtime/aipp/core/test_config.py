@@ -6,6 +6,7 @@ import json
 
 import pytest
 from aipp.core.config import Settings, SettingsError, load_settings
+from aipp.core.db import Credentials
 
 STACK_VARIABLES = (
     "DATABASE_URL",
@@ -56,6 +57,16 @@ def test_rds_secret_fills_the_database_settings() -> None:
         json.dumps(secret)
     )
     assert settings.database_dsn() == "postgresql://u:x@h:5432/d"
+
+
+def test_the_secret_wins_over_db_variables_but_not_over_database_url() -> None:
+    secret = {"db_secret_arn": "arn:aws:secretsmanager:x"}
+    db_vars = {"db_host": "h", "db_name": "d", "db_user": "u", "db_password": "p"}
+    assert Credentials.from_settings(Settings(**secret, **db_vars)).from_secret
+    assert not Credentials.from_settings(
+        Settings(**secret, database_url="postgresql://u@h:1/d")
+    ).from_secret
+    assert not Credentials.from_settings(Settings(**db_vars)).from_secret
 
 
 def test_unresolved_secret_is_an_error() -> None:

@@ -155,6 +155,12 @@ async def _create_from_json(
     task, created = await _insert(services, new)
     if created:
         services.metrics.tasks_created.labels(task.state.value).inc()
+    elif task.state is TaskState.AWAITING_UPLOAD:
+        # A replay gets a fresh upload URL, so its upload window starts again (the expiry sweep
+        # counts from `updated_at`); if the task moved on meanwhile, answer with where it is.
+        task = await services.db.renew_upload(task.id) or (
+            await services.db.get_task(task.id, principal.tenant_id) or task
+        )
     return _created(services, task, replayed=not created, with_upload=True)
 
 

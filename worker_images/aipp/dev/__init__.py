@@ -1,0 +1,1 @@
+"""Helpers for `make dev` only; nothing here runs in AWS."""
