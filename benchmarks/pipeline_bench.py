@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import boto3
+from support import ADMIN_DSN, REDIS_URL, RESULTS, admin_sql, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "worker_images"))
@@ -40,39 +39,10 @@ from aipp.core.db import Database, NewTask, create_pool  # noqa: E402
 from aipp.core.migrate import upgrade  # noqa: E402
 from aipp.core.models import TaskState, upload_key  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
-ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TASKS = int(os.environ.get("BENCH_TASKS", "400"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
 # (worker processes, jobs per process, tasks): the first row is the unloaded per-task floor.
 CASES = ((1, 1, min(100, TASKS)), (1, CONCURRENCY, TASKS), (2, CONCURRENCY, TASKS))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_listening(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port}")
-
-
-async def admin_sql(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def client(endpoint: str, service: str) -> Any:
