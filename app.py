@@ -69,6 +69,12 @@ def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.
     check_context_keys(list(app.node.get_all_context()))
     context = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
     config = config_from_context({k: v for k, v in context.items() if v is not None})
+    if config.network.max_azs > 2 and not config.network.availability_zones:
+        print(
+            f"note: network.max_azs is {config.network.max_azs} but the VPC spans 2 AZs until "
+            "`region` and `network.availability_zones` name them (see docs/operations.md)",
+            file=sys.stderr,
+        )
     stacks = build_platform(app, config)
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -62,6 +62,14 @@ class NetworkConfig(Frozen):
         description="IPv4 CIDR of the VPC, /16 to /24.",
     )
     max_azs: int = Field(default=2, ge=2, le=3, description="Availability zones the VPC spans.")
+    availability_zones: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Explicit AZ names (e.g. `eu-west-1a`...), one per `max_azs`, with `region` set. An "
+            "environment-agnostic stack knows only 2 AZs and a lookup would need credentials at "
+            "synth, so 3 AZs need their names here."
+        ),
+    )
     nat_gateways: int = Field(
         ge=1, le=3, description="NAT gateways: 1 saves cost, one per AZ survives an AZ outage."
     )
@@ -436,6 +444,23 @@ class PhaseConfig(Frozen):
         description="Optional completion webhook, HMAC-SHA256 signed (key in Secrets Manager).",
     )
     observability: ObservabilityConfig = Field(description="Logs, dashboard and alarms.")
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> Self:
+        zones = self.network.availability_zones
+        if not zones:
+            return self
+        if self.region is None:
+            raise ValueError("network.availability_zones needs `region` to be set")
+        wrong = [z for z in zones if not z.startswith(self.region)]
+        if wrong:
+            raise ValueError(f"network.availability_zones: {wrong[0]} is not in {self.region}")
+        if len(zones) != self.network.max_azs:
+            raise ValueError(
+                f"network.availability_zones names {len(zones)} AZs but max_azs is "
+                f"{self.network.max_azs}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _compute_matches(self) -> Self:

@@ -36,7 +36,11 @@ class NetworkStack(Stack):
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(net.cidr),
-            max_azs=net.max_azs,
+            **(
+                {"availability_zones": list(net.availability_zones)}
+                if net.availability_zones
+                else {"max_azs": net.max_azs}
+            ),
             nat_gateways=net.nat_gateways,
             restrict_default_security_group=True,
             subnet_configuration=[

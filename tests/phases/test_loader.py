@@ -86,6 +86,24 @@ def test_every_field_is_documented() -> None:
 
 BAD = [
     (
+        "3",
+        "prod",
+        '{"network": {"availability_zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"]}}',
+        "network.availability_zones needs `region` to be set",
+    ),
+    (
+        "3",
+        "prod",
+        '{"region": "eu-west-1", "network": {"availability_zones": ["eu-west-1a", "us-east-1b", "eu-west-1c"]}}',
+        "network.availability_zones: us-east-1b is not in eu-west-1",
+    ),
+    (
+        "3",
+        "prod",
+        '{"region": "eu-west-1", "network": {"availability_zones": ["eu-west-1a", "eu-west-1b"]}}',
+        "network.availability_zones names 2 AZs but max_azs is 3",
+    ),
+    (
         "1",
         "staging",
         '{"webhook": {"url": "http://plain.example.com"}}',

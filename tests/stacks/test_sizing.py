@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 import pytest
 
@@ -77,3 +79,19 @@ def test_a_mistyped_context_key_is_rejected() -> None:
     app = cdk.App(context={**cdk_json_context(), "tasks_per_mnth": "5"})
     with pytest.raises(ConfigError, match="unknown context key 'tasks_per_mnth'"):
         build_app(app)
+
+
+def test_three_azs_without_a_region_are_pointed_out(capsys: pytest.CaptureFixture[str]) -> None:
+    app = cdk.App(context={**cdk_json_context(), "phase": "3", "env": "prod"})
+    config, _ = build_app(app, nag=False)
+    assert config.network.max_azs == 3
+    assert "network.max_azs is 3 but the VPC spans 2 AZs until" in capsys.readouterr().err
+    zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    overrides = json.dumps({"region": "eu-west-1", "network": {"availability_zones": zones}})
+    app = cdk.App(context={**cdk_json_context(), "phase": "3", "overrides": overrides})
+    _, stacks = build_app(app, nag=False)
+    network = next(s for s in stacks if s.stack_name.endswith("-Network"))
+    template = app.synth().get_stack_by_name(network.stack_name).template
+    subnets = [r for r in template["Resources"].values() if r["Type"] == "AWS::EC2::Subnet"]
+    assert sorted({r["Properties"]["AvailabilityZone"] for r in subnets}) == zones
+    assert "network.max_azs" not in capsys.readouterr().err

@@ -1,0 +1,41 @@
+"""`make synth`: every phase x env into cdk.out/phase<N>-<env>/ and one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phases import Phase
+from tools import synth_all
+
+
+def test_synthesizes_every_phase_and_env_with_a_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert synth_all.main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for phase in ("1", "2", "3"):
+        for env in ("staging", "prod"):
+            assembly = tmp_path / f"phase{phase}-{env}"
+            assert (assembly / "manifest.json").exists()
+            assert len(list(assembly.glob("*.template.json"))) == 6
+            (row,) = [line for line in out.splitlines() if line.split()[:2] == [phase, env]]
+            stacks, resources, findings = row.split()[2:5]
+            assert stacks == "6" and int(resources) > 100 and findings == "0"
+    assert "nag findings left" in out
+
+
+def test_a_finding_left_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(synth_all, "IMPLEMENTED_PHASES", (Phase.MVP,))
+    real = synth_all.synth_one
+
+    def with_a_finding(phase: int, env: str, outdir: Path) -> synth_all.SynthResult:
+        result = real(phase, env, outdir)
+        return synth_all.SynthResult(**{**result.__dict__, "findings": ["AwsSolutions-S1: X"]})
+
+    monkeypatch.setattr(synth_all, "synth_one", with_a_finding)
+    assert synth_all.main(["--out", str(tmp_path)]) == 1
+    assert "cdk-nag finding(s) left" in capsys.readouterr().err
