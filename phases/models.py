@@ -7,11 +7,16 @@ of being ignored. Every field carries a description: it is the documentation of 
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from phases.eks_facts import DEFAULT_CHARTS, GPU_INSTANCES, KUBECTL_LAYERS, kubectl_layer_for
+
+RoleArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+]
+Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
 
 
 class Phase(IntEnum):
@@ -317,10 +322,10 @@ class EksConfig(Frozen):
     endpoint_public: bool = Field(
         default=False, description="Expose the API server endpoint publicly."
     )
-    public_access_cidrs: tuple[str, ...] = Field(
+    public_access_cidrs: tuple[Cidr, ...] = Field(
         default=(), description="CIDRs allowed to the public endpoint."
     )
-    admin_role_arns: tuple[str, ...] = Field(
+    admin_role_arns: tuple[RoleArn, ...] = Field(
         default=(), description="IAM roles given cluster-admin access entries."
     )
     system_nodes: NodeGroupConfig = Field(description="On-demand group for API and controllers.")

@@ -86,6 +86,18 @@ def test_every_field_is_documented() -> None:
 
 BAD = [
     (
+        "2",
+        "prod",
+        '{"eks": {"admin_role_arns": ["admin"]}}',
+        "eks.admin_role_arns.0: String should match pattern",
+    ),
+    (
+        "2",
+        "prod",
+        '{"eks": {"endpoint_public": true, "public_access_cidrs": ["anywhere"]}}',
+        "eks.public_access_cidrs.0: String should match pattern",
+    ),
+    (
         "3",
         "prod",
         '{"network": {"availability_zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"]}}',
