@@ -354,3 +354,20 @@ def test_a_phase_without_stacks_says_so(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(stacks, "IMPLEMENTED_PHASES", (Phase.MVP,))
     with pytest.raises(PhaseNotBuiltError, match=r"^phase 3 \(scale\) is configured but its"):
         build_platform(cdk.App(), load_config("3", "prod"))
+
+
+def test_admin_roles_from_config_get_cluster_admin_access_entries(
+    assemble: Callable[..., Assembly],
+) -> None:
+    arn = "arn:aws:iam::123456789012:role/Platform-Admins"
+    assembly = assemble("2", "staging", {"eks": {"admin_role_arns": [arn]}})
+    entries = [
+        props(e)
+        for e in assembly.resources("AWS::EKS::AccessEntry").values()
+        if props(e).get("PrincipalArn") == arn
+    ]
+    (entry,) = entries
+    (policy,) = entry["AccessPolicies"]
+    assert policy["AccessScope"] == {"Type": "cluster"}
+    assert "AmazonEKSClusterAdminPolicy" in json.dumps(policy["PolicyArn"])
+    assert assembly.findings == []
