@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aipp.worker.errors import ProviderError
 from aipp.worker.providers.bedrock import BedrockSummarizer
@@ -13,6 +12,7 @@ from aipp.worker.providers.chunked import load_prompts
 from botocore.stub import ANY, Stubber
 
 from ...conftest import ON_SESSION_LOOP
+from .stubs import stubbed_client
 
 pytestmark = ON_SESSION_LOOP
 MODEL = "amazon.nova-lite-v1:0"
@@ -20,15 +20,8 @@ MODEL = "amazon.nova-lite-v1:0"
 
 @pytest.fixture
 def stubbed() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.session.Session().client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+    with stubbed_client("bedrock-runtime") as pair:
+        yield pair
 
 
 def answer(text: str) -> dict[str, Any]:

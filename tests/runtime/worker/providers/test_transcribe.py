@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aipp.core.config import Settings
 from aipp.core.storage import Storage
@@ -17,6 +16,7 @@ from aipp.worker.providers.transcribe import TranscribeTranscriber, output_key
 from botocore.stub import Stubber
 
 from ...conftest import ON_SESSION_LOOP, AwsNames
+from .stubs import stubbed_client
 
 pytestmark = ON_SESSION_LOOP
 
@@ -31,15 +31,8 @@ class Sleeps:
 
 @pytest.fixture
 def stubbed() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.session.Session().client(
-        "transcribe",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+    with stubbed_client("transcribe") as pair:
+        yield pair
 
 
 @pytest.fixture
