@@ -35,9 +35,19 @@ install: $(VENV)/.installed node_modules/.installed ## install Python and Node d
 synth: install ## synthesize every implemented phase x environment into cdk.out/phase<N>-<env>/
 	@$(PY) -m tools.synth_all
 
+# An environment's own overrides (JSON or @file) and a switch step (<from>:<step>), if any.
+OVERRIDES ?=
+TRANSITION ?=
+CDK_CONTEXT = -c phase=$(PHASE) -c env=$(ENV) $(if $(OVERRIDES),-c overrides='$(OVERRIDES)') $(if $(TRANSITION),-c transition=$(TRANSITION))
+
 .PHONY: diff
-diff: install ## cdk diff one phase/env against the deployed stacks (needs AWS credentials): make diff PHASE=1 ENV=prod
-	cdk diff -c phase=$(PHASE) -c env=$(ENV) --output cdk.out/diff-phase$(PHASE)-$(ENV)
+diff: install ## cdk diff one phase/env against the deployed stacks (needs AWS credentials): make diff PHASE=1 ENV=prod OVERRIDES=@prod.json
+	cdk diff $(CDK_CONTEXT) --output cdk.out/diff-phase$(PHASE)-$(ENV)
+
+.PHONY: phase-diff
+phase-diff: install ## every step of moving ENV between phases, checked offline: make phase-diff ENV=prod FROM=1 TO=2
+	@test -n "$(FROM)" && test -n "$(TO)" || { echo "usage: make phase-diff ENV=<staging|prod> FROM=<n> TO=<n> [OVERRIDES=@file]" >&2; exit 2; }
+	@$(PY) -m tools.phase_diff --env $(ENV) --from $(FROM) --to $(TO) $(if $(OVERRIDES),--overrides '$(OVERRIDES)')
 
 .PHONY: lint
 lint: install ## ruff, mypy and hadolint (the Dockerfile: images are built by CI elsewhere)

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """CDK entry point: `cdk synth -c phase=<1|2|3|mvp|growth|scale> -c env=<staging|prod>`.
 
+`-c transition=<from phase>:<expand|cutover|retire>[:<traffic %>]` stages a switch between ECS
+and EKS (docs/phase-switch.md).
+
 Reads the context once, builds the validated `PhaseConfig`, adds the phase's stacks and runs
 cdk-nag's AwsSolutions checks on every synth. A bad value exits non-zero with one line.
 """
@@ -18,7 +21,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from cdk_constructs.eks_addons import AddonDependencyError
 from phases import ConfigError, PhaseConfig, load_config
-from stacks import PhaseNotBuiltError, build_platform
+from stacks import build_platform
 from stacks.sizing import auto_config
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
@@ -30,7 +33,7 @@ def cdk_json_context() -> dict[str, Any]:
     return context
 
 
-CONTEXT_KEYS = ("phase", "env", "overrides", "tasks_per_month", "avg_audio_minutes")
+CONTEXT_KEYS = ("phase", "env", "overrides", "transition", "tasks_per_month", "avg_audio_minutes")
 
 
 def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
@@ -47,6 +50,7 @@ def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
         phase=context.get("phase", "1"),
         env=context.get("env", "staging"),
         overrides=context.get("overrides"),
+        transition=context.get("transition"),
     )
 
 
@@ -85,7 +89,7 @@ def main() -> int:
     app = cdk.App()
     try:
         build_app(app)
-    except (ConfigError, PhaseNotBuiltError, AddonDependencyError) as exc:
+    except (ConfigError, AddonDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app.synth()

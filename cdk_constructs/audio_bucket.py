@@ -9,7 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge, acknowledge_singleton, nag_rendering
+from cdk_constructs.nag import acknowledge, acknowledge_singleton, nag_resource_id
 from phases import PhaseConfig
 from phases.models import BucketConfig
 
@@ -19,14 +19,15 @@ RESULTS_PREFIX = "results/"
 
 
 def bucket_name(config: PhaseConfig, purpose: str) -> str:
-    """A deterministic, globally unique bucket name: project, phase, env, account, region.
+    """A deterministic, globally unique bucket name: project, env, account, region.
 
     Known names let other stacks scope IAM to object prefixes without cross-stack tokens, and
-    make `cdk diff` of a policy readable.
+    make `cdk diff` of a policy readable. The phase is not part of it: the bucket (and the audio
+    in it) stays when the environment moves to another phase.
     """
     account = config.account or Aws.ACCOUNT_ID
     region = config.region or Aws.REGION
-    return f"{config.project}-p{int(config.phase)}-{config.env.value}-{purpose}-{account}-{region}"
+    return f"{config.name_prefix}-{purpose}-{account}-{region}"
 
 
 def grant_objects(
@@ -42,7 +43,7 @@ def grant_objects(
     for resource in resources:
         acknowledge(
             grantee,
-            f"AwsSolutions-IAM5[Resource::{nag_rendering(resource)}]",
+            f"AwsSolutions-IAM5[Resource::{nag_resource_id(grantee, resource)}]",
             "Object keys are made per tenant and task at run time; the wildcard covers one "
             "key prefix of the audio bucket and the listed object actions only.",
         )

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from aws_cdk import Stack
+from aws_cdk import Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -25,7 +26,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_function
+from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_function, nag_resource_id
 from phases.eks_facts import kubectl_layer_for
 from phases.models import EksConfig, GpuPoolConfig, NodeGroupConfig
 
@@ -56,14 +57,15 @@ class GpuNodeGroup:
         return gpu_labels(self.pool, self.spot)
 
 
-def gpu_nodegroup_name(pool: GpuPoolConfig, spot: bool) -> str:
+def gpu_nodegroup_name(pool: GpuPoolConfig, spot: bool, zones: Sequence[str] = ()) -> str:
     """`<pool>-spot-<digest>` / `<pool>-ondemand-<digest>`.
 
     The priority expander matches ASG names (`eks-<nodegroup>-<uuid>`) on `-spot-` and
     `-ondemand-`. The digest covers what EKS can only change by replacing the group (instance
-    types, capacity type, AMI type), so a replacement gets a new name instead of colliding.
+    types, capacity type, AMI type, and the subnets, i.e. the AZs it spans), so a replacement
+    gets a new name instead of colliding with the group it replaces.
     """
-    replaced_by = json.dumps([sorted(pool.instance_types), spot, "AL2023_x86_64_NVIDIA"])
+    replaced_by = json.dumps([sorted(pool.instance_types), spot, "AL2023_x86_64_NVIDIA", [*zones]])
     digest = hashlib.sha256(replaced_by.encode()).hexdigest()[:8]
     return f"{pool.name}-{'spot' if spot else 'ondemand'}-{digest}"
 
@@ -159,6 +161,11 @@ class PlatformCluster(Construct):
             spot=False,
         )
         self.gpu_groups: list[GpuNodeGroup] = []
+        # The AZs the groups span: names when known, else their count (tokens change per run).
+        zones = [
+            f"az{i + 1}" if Token.is_unresolved(z) else z
+            for i, z in enumerate(vpc.availability_zones)
+        ]
         for pool in config.gpu_pools:
             for spot in (True, False):
                 bounds = pool.spot if spot else pool.on_demand
@@ -177,7 +184,7 @@ class PlatformCluster(Construct):
                             key=GPU_TAINT_KEY, value="true", effect=eks.TaintEffect.NO_SCHEDULE
                         )
                     ],
-                    nodegroup_name=gpu_nodegroup_name(pool, spot),
+                    nodegroup_name=gpu_nodegroup_name(pool, spot, zones),
                 )
                 self.gpu_groups.append(GpuNodeGroup(pool=pool, spot=spot, nodegroup=nodegroup))
         self._tag_gpu_asgs(name)
@@ -310,18 +317,12 @@ class PlatformCluster(Construct):
         if not self.gpu_groups:
             return
         stack = Stack.of(self)
+        nodegroups = stack.format_arn(
+            service="eks", resource="nodegroup", resource_name=f"{cluster_name}/*"
+        )
         policy = cr.AwsCustomResourcePolicy.from_statements(
             [
-                iam.PolicyStatement(
-                    actions=["eks:DescribeNodegroup"],
-                    resources=[
-                        stack.format_arn(
-                            service="eks",
-                            resource="nodegroup",
-                            resource_name=f"{cluster_name}/*",
-                        )
-                    ],
-                ),
+                iam.PolicyStatement(actions=["eks:DescribeNodegroup"], resources=[nodegroups]),
                 iam.PolicyStatement(
                     actions=["autoscaling:CreateOrUpdateTags"],
                     resources=["*"],
@@ -384,8 +385,7 @@ class PlatformCluster(Construct):
             for custom in (describe, tagging):
                 acknowledge(
                     custom,
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:eks:<AWS::Region>:"
-                    f"<AWS::AccountId>:nodegroup/{cluster_name}/*]",
+                    f"AwsSolutions-IAM5[Resource::{nag_resource_id(self, nodegroups)}]",
                     "Managed node groups get a generated id after their name; the wildcard is "
                     "limited to this cluster's node groups and to DescribeNodegroup.",
                 )

@@ -135,6 +135,7 @@ class ApiService(Construct):
         secrets: dict[str, ecs.Secret],
         log_group: logs.ILogGroup,
         access_logs: s3.IBucket,
+        certificate_arn: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         vpc = cluster.vpc
@@ -213,15 +214,15 @@ class ApiService(Construct):
             default_action=elbv2.ListenerAction.redirect(
                 protocol="HTTPS", port="443", permanent=True
             )
-            if config.certificate_arn
+            if certificate_arn
             else elbv2.ListenerAction.forward([self.target_group]),
         )
-        if config.certificate_arn:
+        if certificate_arn:
             listener = self.load_balancer.add_listener(
                 "Https",
                 port=443,
                 protocol=elbv2.ApplicationProtocol.HTTPS,
-                certificates=[elbv2.ListenerCertificate.from_arn(config.certificate_arn)],
+                certificates=[elbv2.ListenerCertificate.from_arn(certificate_arn)],
                 ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
                 default_action=elbv2.ListenerAction.forward([self.target_group]),
             )
@@ -235,8 +236,8 @@ class ApiService(Construct):
             acknowledge(
                 listener,
                 "annotation::aipp:PlainHttpListener",
-                "No ACM certificate is configured (`ecs.api.certificate_arn`): the listener "
-                "serves plain HTTP until one is set, after which HTTP redirects to HTTPS.",
+                "No certificate is configured (`edge.certificate_arn` or `edge.domain`): the "
+                "listener serves plain HTTP until one is, after which HTTP redirects to HTTPS.",
             )
         # Prometheus scrapes `/metrics` inside the VPC; the internet gets a 404 for it.
         listener.add_action(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, Stack, Validations
+from typing import Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
 from constructs import IConstruct
 
 
@@ -13,18 +15,23 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
-_PSEUDO = {
-    Aws.PARTITION: "<AWS::Partition>",
-    Aws.ACCOUNT_ID: "<AWS::AccountId>",
-    Aws.REGION: "<AWS::Region>",
-}
+def nag_resource_id(scope: IConstruct, value: str) -> str:
+    """How cdk-nag spells a resource string in a finding id, resolved as the stack renders it:
+    literals as they are, `Ref`s as `<Name>`, `Fn::GetAtt` as `<Name.Attribute>`."""
 
+    def render(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if isinstance(part, dict) and "Ref" in part:
+            return f"<{part['Ref']}>"
+        if isinstance(part, dict) and "Fn::GetAtt" in part:
+            return f"<{'.'.join(part['Fn::GetAtt'])}>"
+        if isinstance(part, dict) and "Fn::Join" in part:
+            separator, parts = part["Fn::Join"]
+            return str(separator).join(render(p) for p in parts)
+        raise ValueError(f"cannot render {part!r} as cdk-nag does")
 
-def nag_rendering(value: str) -> str:
-    """How cdk-nag spells a string with pseudo parameters in a finding id."""
-    for token, rendered in _PSEUDO.items():
-        value = value.replace(token, rendered)
-    return value
+    return render(Stack.of(scope).resolve(value))
 
 
 def acknowledge_singleton(scope: IConstruct, id_prefix: str, rule: str, reason: str) -> None:

@@ -1,8 +1,10 @@
-"""Redis on ElastiCache: one node, a replication group with failover, or cluster mode.
+"""Redis on ElastiCache: one node, or a replication group with automatic failover.
 
-One `CfnReplicationGroup` serves all three modes (a single node is a group of one), so the
-phases differ only by config. Encryption in transit and at rest always; the AUTH token is
-generated in Secrets Manager and resolved by CloudFormation, never seen by the CDK app.
+One `CfnReplicationGroup` (cluster mode disabled) serves both modes, a single node being a
+group of one, so an environment grows from phase 1 to 3 by modifying it in place: more nodes,
+failover on, a larger node type, always behind the same primary endpoint. Encryption in transit
+and at rest always; the AUTH token is generated in Secrets Manager and resolved by
+CloudFormation, never seen by the CDK app.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ class RedisCache(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.port = REDIS_PORT
-        self.cluster_mode = config.mode == "cluster"
 
         self.auth_secret = sm.Secret(
             self,
@@ -71,10 +72,8 @@ class RedisCache(Construct):
             auth_token=self.auth_secret.secret_value.unsafe_unwrap(),
             automatic_failover_enabled=failover,
             multi_az_enabled=failover,
-            cluster_mode="enabled" if self.cluster_mode else "disabled",
-            num_node_groups=config.shards if self.cluster_mode else None,
-            replicas_per_node_group=config.replicas_per_shard if self.cluster_mode else None,
-            num_cache_clusters=None if self.cluster_mode else 1 + config.replicas_per_shard,
+            cluster_mode="disabled",
+            num_cache_clusters=1 + config.replicas,
             snapshot_retention_limit=config.snapshot_retention_days,
             auto_minor_version_upgrade=True,
         )
@@ -87,16 +86,12 @@ class RedisCache(Construct):
             )
         self.group = group
         self.tls = True
-        self.endpoint = (
-            group.attr_configuration_end_point_address
-            if self.cluster_mode
-            else group.attr_primary_end_point_address
-        )
+        self.endpoint = group.attr_primary_end_point_address
         self.connections = ec2.Connections(
             security_groups=[self.security_group], default_port=ec2.Port.tcp(REDIS_PORT)
         )
-        # ElastiCache publishes per node; watch the first node of the first shard.
-        first_node = Fn.join("-", [group.ref, "0001-001" if self.cluster_mode else "001"])
+        # ElastiCache publishes per node; watch the first one.
+        first_node = Fn.join("-", [group.ref, "001"])
         self.cpu_metric = cw.Metric(
             namespace="AWS/ElastiCache",
             metric_name="EngineCPUUtilization",

@@ -1,5 +1,8 @@
 """The task queues: one queue + DLQ for both task types, or one pair per task type.
 
+While an environment moves between the two layouts (phase 1 <-> 2, docs/phase-switch.md) both
+exist side by side; each keeps its construct ids, so neither is replaced by the switch.
+
 Message contract (docs/architecture-phase1.md): every message carries the String message
 attribute `task_type` (`stt` or `llm`); the body is JSON with at least `task_id`, `tenant_id`
 and `object_key`. In `single` mode one worker program consumes both types from one queue:
@@ -10,6 +13,7 @@ towards its DLQ receive limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
@@ -31,17 +35,33 @@ class QueuePair:
         return "-".join(t.value for t in self.task_types)
 
 
-class TaskQueues(Construct):
-    """Exposes `pairs` and `for_type(task_type)`."""
+QueueMode = Literal["single", "per_type"]
+LAYOUTS: dict[str, tuple[tuple[TaskType, ...], ...]] = {
+    "single": ((TaskType.STT, TaskType.LLM),),
+    "per_type": ((TaskType.STT,), (TaskType.LLM,)),
+}
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: QueueConfig) -> None:
+
+class TaskQueues(Construct):
+    """Exposes `pairs` (every pair), `layout(mode)` and `for_type(task_type, mode)`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: QueueConfig,
+        modes: tuple[QueueMode, ...] | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
-        groups: tuple[tuple[TaskType, ...], ...] = (
-            ((TaskType.STT, TaskType.LLM),)
-            if config.mode == "single"
-            else ((TaskType.STT,), (TaskType.LLM,))
-        )
-        self.pairs: tuple[QueuePair, ...] = tuple(self._pair(config, types) for types in groups)
+        self._layouts = {
+            mode: tuple(self._pair(config, types) for types in LAYOUTS[mode])
+            for mode in (modes or (config.mode,))
+        }
+        self.pairs: tuple[QueuePair, ...] = tuple(p for ps in self._layouts.values() for p in ps)
+
+    def layout(self, mode: QueueMode) -> tuple[QueuePair, ...]:
+        return self._layouts[mode]
 
     def _pair(self, config: QueueConfig, types: tuple[TaskType, ...]) -> QueuePair:
         label = "Tasks" if len(types) > 1 else types[0].value.capitalize()
@@ -66,5 +86,5 @@ class TaskQueues(Construct):
         )
         return QueuePair(queue=queue, dlq=dlq, task_types=types)
 
-    def for_type(self, task_type: TaskType) -> QueuePair:
-        return next(p for p in self.pairs if task_type in p.task_types)
+    def for_type(self, task_type: TaskType, mode: QueueMode) -> QueuePair:
+        return next(p for p in self._layouts[mode] if task_type in p.task_types)

@@ -70,7 +70,7 @@ PHASES: dict[Phase, Tree] = {
             "backup_retention_days": 7,
             "deletion_protection": False,
         },
-        "cache": {"mode": "replication", "node_type": "cache.t4g.small", "replicas_per_shard": 1},
+        "cache": {"mode": "replication", "node_type": "cache.t4g.small", "replicas": 1},
         "queues": {
             "mode": "per_type",
             "longest_job_seconds": 600,
@@ -93,20 +93,19 @@ PHASES: dict[Phase, Tree] = {
         "compute": "eks",
         "network": {"nat_gateways": 3, "max_azs": 3, "flow_log_retention_days": 90},
         "bucket": {"raw_upload_expiry_days": 14, "access_log_retention_days": 90},
+        # The brief's own card rejects Aurora ("3x cost, 6-way replication overkill"): the
+        # phase 2 instance grows in place, Multi-AZ, with a read replica for the API's reads.
         "database": {
-            "engine": "aurora-postgres",
+            "engine": "rds-postgres",
             "instance_class": "r7g.large",
             "multi_az": True,
-            "readers": 1,
+            "read_replicas": 1,
             "backup_retention_days": 14,
             "deletion_protection": True,
         },
-        "cache": {
-            "mode": "cluster",
-            "node_type": "cache.r7g.large",
-            "replicas_per_shard": 1,
-            "shards": 3,
-        },
+        # A larger replication group, not cluster mode: the same primary endpoint the runtime
+        # already speaks to, grown in place from phase 2.
+        "cache": {"mode": "replication", "node_type": "cache.r7g.large", "replicas": 2},
         "queues": {
             "mode": "per_type",
             "longest_job_seconds": 600,
@@ -193,7 +192,7 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
         Env.STAGING: {
             "network": {"nat_gateways": 1},
             "database": {"instance_class": "r7g.large", "deletion_protection": False},
-            "cache": {"shards": 2},
+            "cache": {"node_type": "cache.t4g.medium", "replicas": 1},
             "eks": {
                 "system_nodes": {"instance_types": ("m7i.large",), "size": {"min": 3, "max": 6}},
                 "gpu_pools": (

@@ -98,22 +98,77 @@ def deep_merge(base: Tree, top: Mapping[str, Any]) -> Tree:
     return merged
 
 
+def parse_transition(value: object) -> Tree | None:
+    """`-c transition=<from phase>:<step>[:<traffic percent>]`, e.g. `1:cutover:25`."""
+    if value is None or value == "":
+        return None
+    parts = str(value).strip().split(":")
+    if len(parts) not in (2, 3):
+        raise ConfigError(
+            f"transition {value!r}: write <from phase>:<step>[:<traffic percent>], e.g. 1:expand"
+        )
+    spec: Tree = {"from_phase": parse_phase(parts[0]), "step": parts[1]}
+    if len(parts) == 3:
+        spec["traffic_percent"] = parts[2]
+    return spec
+
+
 def load_config(
-    phase: object = "1", env: object = "staging", overrides: object = None
+    phase: object = "1",
+    env: object = "staging",
+    overrides: object = None,
+    transition: object = None,
 ) -> PhaseConfig:
-    """Phase defaults, then the environment overlay, then the user's overrides; validated once."""
+    """Phase defaults, then the environment overlay, then the user's overrides; validated once.
+
+    With a `transition` (or `transition` in the overrides), the environment is between two
+    computes: the config also carries the compute section and queue layout of the phase being
+    left, and the data tier of the larger of the two phases (both computes use it, and shrinking
+    waits until the old compute is gone).
+    """
     ph = parse_phase(phase)
     en = parse_env(env)
     user = parse_overrides(overrides)
     for fixed in ("phase", "env"):
         if fixed in user:
             raise ConfigError(f"overrides cannot set {fixed!r}: use -c {fixed}=... instead")
+    spec = parse_transition(transition)
+    if spec is not None:
+        user = deep_merge(user, {"transition": spec})
     tree = deep_merge(deep_merge(PHASES[ph], OVERLAYS[ph][en]), user)
     tree.update(phase=ph, env=en)
+    if isinstance(tree.get("transition"), Mapping):
+        tree = _with_previous_phase(tree, ph, en, user)
     try:
         return PhaseConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
+
+
+def _with_previous_phase(tree: Tree, phase: Phase, env: Env, user: Tree) -> Tree:
+    """Fill a transition's config from the phase being left (validated on its own first)."""
+    try:
+        source = parse_phase(tree["transition"].get("from_phase"))
+    except ConfigError as exc:
+        raise ConfigError(f"invalid config: transition.from_phase: {exc}") from None
+    own = {k: v for k, v in user.items() if k != "transition"}
+    try:
+        previous = load_config(source, env, own)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in phase {int(source)}, the phase being left)") from None
+    done = previous.model_dump(mode="python")
+    tree = copy.deepcopy(tree)
+    tree["transition"] = {
+        **tree["transition"],
+        "from_queue_mode": previous.queues.mode,
+        "from_ai": done["ai"],
+    }
+    # The old compute as it runs now (the user's overrides of it were applied to `previous`).
+    tree[previous.compute] = done[previous.compute]
+    if source > phase:
+        for section in ("network", "database", "cache"):
+            tree[section] = done[section]
+    return tree
 
 
 def describe(exc: ValidationError) -> str:

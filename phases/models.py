@@ -67,13 +67,23 @@ class NetworkConfig(Frozen):
         pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$",
         description="IPv4 CIDR of the VPC, /16 to /24.",
     )
-    max_azs: int = Field(default=2, ge=2, le=3, description="Availability zones the VPC spans.")
+    max_azs: int = Field(
+        default=2,
+        ge=2,
+        le=3,
+        description=(
+            "Availability zones the VPC uses now. Address space for 3 is always reserved, so "
+            "going from 2 to 3 adds subnets and leaves the existing ones in place."
+        ),
+    )
     availability_zones: tuple[str, ...] = Field(
         default=(),
+        max_length=3,
         description=(
-            "Explicit AZ names (e.g. `eu-west-1a`...), one per `max_azs`, with `region` set. An "
-            "environment-agnostic stack knows only 2 AZs and a lookup would need credentials at "
-            "synth, so 3 AZs need their names here."
+            "The environment's AZ names (e.g. `eu-west-1a`...), with `region` set; the first "
+            "`max_azs` are used. An environment-agnostic stack knows only 2 AZs and a lookup "
+            "would need credentials at synth, so 3 AZs need their names here. Name them at the "
+            "first deploy: changing a subnet's AZ replaces the subnet."
         ),
     )
     nat_gateways: int = Field(
@@ -139,7 +149,11 @@ class DbPoolsConfig(Frozen):
 
 class DatabaseConfig(Frozen):
     engine: Literal["rds-postgres", "aurora-postgres"] = Field(
-        description="RDS PostgreSQL (phases 1-2) or Aurora PostgreSQL (phase 3)."
+        description=(
+            "RDS PostgreSQL (every phase). Aurora PostgreSQL only as an explicit choice for a "
+            "new environment: switching an existing one replaces the database (see "
+            "docs/phase-switch.md for the snapshot-restore migration)."
+        )
     )
     postgres_version: Literal["16", "17"] = Field(
         default="16", description="PostgreSQL major version."
@@ -149,7 +163,15 @@ class DatabaseConfig(Frozen):
         description="Instance class without the `db.` prefix, e.g. `t4g.micro`.",
     )
     multi_az: bool = Field(description="Standby in a second AZ (RDS) with automatic failover.")
-    readers: int = Field(default=0, ge=0, le=15, description="Aurora reader instances.")
+    read_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description=(
+            "Read replicas (RDS) or reader instances (Aurora) of the same class; the API's "
+            "read-only queries may use them."
+        ),
+    )
     allocated_storage_gib: int = Field(default=20, ge=20, description="Initial storage (RDS).")
     max_allocated_storage_gib: int = Field(
         default=100, ge=20, description="Storage autoscaling ceiling (RDS)."
@@ -191,34 +213,30 @@ class DatabaseConfig(Frozen):
     def _engine_shape(self) -> Self:
         if self.max_allocated_storage_gib < self.allocated_storage_gib:
             raise ValueError("max_allocated_storage_gib must be >= allocated_storage_gib")
-        if self.engine == "rds-postgres" and self.readers:
-            raise ValueError("readers apply to engine 'aurora-postgres' only")
         return self
 
 
 class CacheConfig(Frozen):
-    mode: Literal["single", "replication", "cluster"] = Field(
+    mode: Literal["single", "replication"] = Field(
         description=(
-            "single: one node; replication: primary + replicas with automatic failover; "
-            "cluster: cluster mode enabled with shards."
+            "single: one node; replication: a primary and replicas with automatic failover, "
+            "behind one primary endpoint. (Cluster mode is not offered: the runtime's Lua "
+            "scripts and multi-key operations address one primary.)"
         )
     )
     node_type: str = Field(
         pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$", description="ElastiCache node type."
     )
-    replicas_per_shard: int = Field(default=0, ge=0, le=5, description="Read replicas per shard.")
-    shards: int = Field(default=1, ge=1, le=500, description="Shards (cluster mode only).")
+    replicas: int = Field(default=0, ge=0, le=5, description="Replicas of the primary.")
     engine_version: str = Field(default="7.1", description="Redis engine version.")
     snapshot_retention_days: int = Field(default=1, ge=0, le=35, description="Daily snapshots.")
 
     @model_validator(mode="after")
     def _mode_shape(self) -> Self:
-        if self.mode == "single" and (self.replicas_per_shard or self.shards != 1):
-            raise ValueError("mode 'single' takes replicas_per_shard=0 and shards=1")
-        if self.mode in ("replication", "cluster") and self.replicas_per_shard < 1:
-            raise ValueError(f"mode '{self.mode}' needs replicas_per_shard >= 1 for failover")
-        if self.mode == "replication" and self.shards != 1:
-            raise ValueError("mode 'replication' has one shard; use mode 'cluster' for shards")
+        if self.mode == "single" and self.replicas:
+            raise ValueError("mode 'single' takes replicas=0")
+        if self.mode == "replication" and self.replicas < 1:
+            raise ValueError("mode 'replication' needs replicas >= 1 for failover")
         return self
 
 
@@ -308,11 +326,6 @@ class UploadCheckConfig(Frozen):
 class ApiServiceConfig(FargateServiceConfig):
     target_cpu_percent: int = Field(
         default=60, ge=10, le=90, description="API autoscaling target CPU."
-    )
-    certificate_arn: str | None = Field(
-        default=None,
-        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
-        description="ACM certificate for HTTPS on the ALB; without one the ALB serves HTTP.",
     )
 
 
@@ -461,6 +474,116 @@ class AiConfig(Frozen):
     )
 
 
+class DomainConfig(Frozen):
+    name: str = Field(
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="The API's address, e.g. `api.example.com`: the same in every phase.",
+    )
+    hosted_zone_id: str = Field(
+        pattern=r"^Z[A-Z0-9]{1,31}$", description="Route 53 hosted zone that holds `name`."
+    )
+    hosted_zone_name: str = Field(
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="That zone's domain, e.g. `example.com`.",
+    )
+
+    @model_validator(mode="after")
+    def _name_in_zone(self) -> Self:
+        if self.name != self.hosted_zone_name and not self.name.endswith(
+            "." + self.hosted_zone_name
+        ):
+            raise ValueError(f"name {self.name} is not in zone {self.hosted_zone_name}")
+        return self
+
+
+class WafConfig(Frozen):
+    """The AWS WAF web ACL in front of every public load balancer of the API."""
+
+    managed_rule_groups: tuple[str, ...] = Field(
+        default=(
+            "AWSManagedRulesCommonRuleSet",
+            "AWSManagedRulesKnownBadInputsRuleSet",
+            "AWSManagedRulesAmazonIpReputationList",
+        ),
+        min_length=1,
+        description="AWS managed rule groups, in priority order.",
+    )
+    count_only_rules: tuple[str, ...] = Field(
+        default=("SizeRestrictions_BODY",),
+        description=(
+            "Rules of those groups that only count: `SizeRestrictions_BODY` blocks any body "
+            "over 8 KB, which would refuse every multipart audio upload."
+        ),
+    )
+    rate_limit_per_ip: int = Field(
+        default=3000,
+        ge=10,
+        le=2_000_000_000,
+        description=(
+            "Requests one client IP may send in 5 minutes before WAF blocks it (the API's own "
+            "per-key token bucket works behind this)."
+        ),
+    )
+    log_retention_days: int = Field(default=90, ge=1, description="Days to keep WAF logs.")
+
+
+class EdgeConfig(Frozen):
+    """What clients reach, the same whatever the phase (the Edge stack and the load balancers)."""
+
+    domain: DomainConfig | None = Field(
+        default=None,
+        description=(
+            "A stable address for the API: weighted records in the zone point at the compute "
+            "serving it, so clients keep it across phases. Without it the address is the load "
+            "balancer's own DNS name, which changes when the compute changes."
+        ),
+    )
+    certificate_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+        description=(
+            "ACM certificate for HTTPS. With `domain` and no certificate, the Edge stack "
+            "requests one for the domain, validated through the hosted zone."
+        ),
+    )
+    waf: WafConfig = Field(default_factory=WafConfig, description="The web ACL.")
+
+    @property
+    def https(self) -> bool:
+        return self.certificate_arn is not None or self.domain is not None
+
+
+TRANSITION_STEPS = ("expand", "cutover", "retire")
+
+
+class TransitionConfig(Frozen):
+    """Where an environment is in a switch between computes (docs/phase-switch.md)."""
+
+    from_phase: Phase = Field(description="The phase the environment is leaving.")
+    step: Literal["expand", "cutover", "retire"] = Field(
+        description=(
+            "expand: the new compute and its queues run beside the old, which serves all work; "
+            "cutover: new work and `traffic_percent` of the API traffic go to the new compute, "
+            "the old drains its queues; retire: the old compute is gone (its stack deleted "
+            "first), its drained queues stay unread until the next deploy removes them."
+        )
+    )
+    traffic_percent: int = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="At cutover: the share of API traffic the new compute gets (weighted DNS).",
+    )
+    from_queue_mode: Literal["single", "per_type"] = Field(
+        default="single",
+        description="The queue layout of the phase being left (set by the loader from it).",
+    )
+    from_ai: AiConfig | None = Field(
+        default=None,
+        description="The AI providers of the phase being left (set by the loader from it).",
+    )
+
+
 class WebhookConfig(Frozen):
     url: str = Field(
         pattern=r"^https://[^\s/$.?#].[^\s]*$",
@@ -527,6 +650,13 @@ class PhaseConfig(Frozen):
     ecs: EcsComputeConfig | None = Field(default=None, description="Fargate services (ecs).")
     eks: EksConfig | None = Field(default=None, description="EKS cluster and pools (eks).")
     ai: AiConfig = Field(description="Speech-to-text and LLM providers.")
+    edge: EdgeConfig = Field(
+        default_factory=EdgeConfig, description="The API's address and certificate."
+    )
+    transition: TransitionConfig | None = Field(
+        default=None,
+        description="Set while the environment moves between ECS and EKS; None otherwise.",
+    )
     upload_check: UploadCheckConfig = Field(
         default_factory=UploadCheckConfig, description="The upload-check Lambda."
     )
@@ -546,7 +676,7 @@ class PhaseConfig(Frozen):
         wrong = [z for z in zones if not z.startswith(self.region)]
         if wrong:
             raise ValueError(f"network.availability_zones: {wrong[0]} is not in {self.region}")
-        if len(zones) != self.network.max_azs:
+        if len(zones) < self.network.max_azs:
             raise ValueError(
                 f"network.availability_zones names {len(zones)} AZs but max_azs is "
                 f"{self.network.max_azs}"
@@ -555,10 +685,25 @@ class PhaseConfig(Frozen):
 
     @model_validator(mode="after")
     def _compute_matches(self) -> Self:
-        if self.compute == "ecs" and self.ecs is None:
-            raise ValueError("compute 'ecs' needs the `ecs` section")
-        if self.compute == "eks" and self.eks is None:
-            raise ValueError("compute 'eks' needs the `eks` section")
+        for compute in self.computes:
+            if getattr(self, compute) is None:
+                raise ValueError(f"compute '{compute}' needs the `{compute}` section")
+        return self
+
+    @model_validator(mode="after")
+    def _transition_changes_compute(self) -> Self:
+        t = self.transition
+        if t is None:
+            return self
+        if t.from_phase == self.phase:
+            raise ValueError(f"transition.from_phase: already phase {int(self.phase)}")
+        if self.compute_of(t.from_phase) == self.compute:
+            raise ValueError(
+                f"transition: phases {int(t.from_phase)} and {int(self.phase)} run on the same "
+                f"compute ({self.compute}); deploy phase {int(self.phase)} directly"
+            )
+        if t.step == "expand" and t.traffic_percent != 100:
+            raise ValueError("transition.traffic_percent applies at step 'cutover' only")
         return self
 
     @model_validator(mode="after")
@@ -595,13 +740,13 @@ class PhaseConfig(Frozen):
         """(who, most processes, pool per process) for everything that connects to the DB."""
         pools = self.database.pools
         users: list[tuple[str, int, int]] = []
-        if self.ecs is not None and self.compute == "ecs":
-            services = 1 if self.queues.mode == "single" else len(self.task_types)
+        if self.ecs is not None and "ecs" in self.computes:
+            services = 1 if self.queue_mode_of("ecs") == "single" else len(self.task_types)
             users += [
                 ("api tasks", self.ecs.api.count.max, pools.api),
                 ("worker tasks", services * self.ecs.worker.count.max, pools.worker),
             ]
-        if self.eks is not None and self.compute == "eks":
+        if self.eks is not None and "eks" in self.computes:
             users += [
                 ("api pods", self.eks.api_replicas.max, pools.api),
                 ("worker pods", sum(self.eks.worker_max_replicas.values()), pools.worker),
@@ -609,14 +754,67 @@ class PhaseConfig(Frozen):
         users += [
             ("upload checks", self.upload_check.max_concurrency, pools.upload_check),
             ("migration", 1, pools.migration),
-            ("secret rotation", 1, 1),
+            ("secret rotation", 2, 1),  # master and application secrets
         ]
         return users
 
     @property
     def stack_prefix(self) -> str:
-        """`Aipp-P1-Staging` style prefix for stack names."""
-        return f"{self.project.capitalize()}-P{int(self.phase)}-{self.env.value.capitalize()}"
+        """`Aipp-Staging`: stacks are named by project and environment, never by phase, so one
+        environment keeps its stacks (and what they hold) as it grows."""
+        return f"{self.project.capitalize()}-{self.env.value.capitalize()}"
+
+    @property
+    def name_prefix(self) -> str:
+        """`aipp-staging`: the start of every physical name the platform chooses."""
+        return f"{self.project}-{self.env.value}"
+
+    @staticmethod
+    def compute_of(phase: Phase) -> Literal["ecs", "eks"]:
+        return "ecs" if phase is Phase.MVP else "eks"
+
+    @property
+    def computes(self) -> tuple[Literal["ecs", "eks"], ...]:
+        """The computes deployed: both while a transition expands and cuts over."""
+        t = self.transition
+        if t is not None and t.step in ("expand", "cutover"):
+            return (self.compute_of(t.from_phase), self.compute)
+        return (self.compute,)
+
+    @property
+    def queue_modes(self) -> tuple[Literal["single", "per_type"], ...]:
+        """The queue layouts deployed: the old one stays until the step after `retire`."""
+        t = self.transition
+        if t is None or t.from_queue_mode == self.queues.mode:
+            return (self.queues.mode,)
+        return (t.from_queue_mode, self.queues.mode)
+
+    @property
+    def serving_queue_mode(self) -> Literal["single", "per_type"]:
+        """The layout new work is sent to: the old one until cutover."""
+        t = self.transition
+        return t.from_queue_mode if t is not None and t.step == "expand" else self.queues.mode
+
+    def queue_mode_of(self, compute: str) -> Literal["single", "per_type"]:
+        """The layout a compute's workers consume."""
+        t = self.transition
+        return self.queues.mode if compute == self.compute or t is None else t.from_queue_mode
+
+    def ai_for(self, compute: str) -> AiConfig:
+        """The AI providers a compute's workers use: the old compute keeps its phase's."""
+        t = self.transition
+        if compute == self.compute or t is None or t.from_ai is None:
+            return self.ai
+        return t.from_ai
+
+    def traffic_percent(self, compute: str) -> int:
+        """The share of API traffic a compute's load balancer gets (weighted DNS records)."""
+        t = self.transition
+        if t is None or t.step == "retire":
+            new = 100
+        else:
+            new = 0 if t.step == "expand" else t.traffic_percent
+        return new if compute == self.compute else 100 - new
 
     @property
     def task_types(self) -> tuple[TaskType, ...]:

@@ -1,38 +1,44 @@
-"""Compute on ECS Fargate (phase 1): the cluster, the API service and the worker service(s)."""
+"""Compute on ECS Fargate (phase 1, and one side of a switch to or from EKS): the cluster, the
+migration run, the API service behind its load balancer and the worker service(s), with their
+own alarms and dashboard."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_secretsmanager as sm
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from cdk_constructs.access import allow_ingress
-from cdk_constructs.audio_bucket import (
-    RESULTS_PREFIX,
-    TRANSCRIPTS_PREFIX,
-    UPLOADS_PREFIX,
-    AudioBucket,
-    grant_objects,
-)
+from cdk_constructs.alarms import Alarms
+from cdk_constructs.audio_bucket import AudioBucket
 from cdk_constructs.database import Database
 from cdk_constructs.fargate_services import ApiService, MigrationRun, WorkerService
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.grants import grant_api, grant_worker
+from cdk_constructs.nag import acknowledge, nag_resource_id
 from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
-from cdk_constructs.signals import ComputeSignals
+from cdk_constructs.runtime_env import Endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig, TaskType
+from stacks.edge import EdgeStack, hosted_zone
+
+FIVE_MINUTES = Duration.minutes(5)
 
 
 class ComputeEcsStack(Stack):
-    """Exposes `cluster`, `api`, `workers` (one `WorkerService` per queue) and `signals`."""
+    """Exposes `cluster`, `migration`, `api`, `workers` (one per queue it consumes), `alarms`."""
 
     def __init__(
         self,
@@ -41,16 +47,18 @@ class ComputeEcsStack(Stack):
         *,
         config: PhaseConfig,
         vpc: ec2.IVpc,
+        edge: EdgeStack,
         audio: AudioBucket,
         database: Database,
         cache: RedisCache,
         queues: TaskQueues,
+        alarm_topic: sns.ITopic,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         if config.ecs is None:
             raise ValueError("ComputeEcsStack needs the `ecs` config section")
-
+        self.config = config
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
@@ -60,234 +68,271 @@ class ComputeEcsStack(Stack):
         )
         keep = retention(config.observability.log_retention_days)
         api_logs = logs.LogGroup(self, "ApiLogs", retention=keep)
-        worker_logs = logs.LogGroup(self, "WorkerLogs", retention=keep)
-        # The runtime logs JSON lines; every `"level": "ERROR"` line counts as a worker error.
-        errors = logs.MetricFilter(
-            self,
-            "WorkerErrorLines",
-            log_group=worker_logs,
-            filter_pattern=logs.FilterPattern.string_value("$.level", "=", "ERROR"),
-            metric_namespace=f"{config.project}/workers",
-            metric_name="ErrorLines",
-            metric_value="1",
-            default_value=0,
+        self.worker_logs = logs.LogGroup(self, "WorkerLogs", retention=keep)
+        serving = config.serving_queue_mode
+        self.endpoints = Endpoints(
+            region=self.region,
+            bucket=audio.bucket_name,
+            send_to={t: queues.for_type(t, serving).queue.queue_url for t in TaskType},
+            redis_host=cache.endpoint,
+            redis_port=cache.port,
+            db_secret_arn=database.secret.secret_arn,
+            db_read_host=database.read_endpoint,
         )
-        self.worker_errors = errors.metric(statistic="Sum")
-
-        environment = {
-            "AWS_REGION": self.region,
-            "AUDIO_BUCKET": audio.bucket_name,
-            "STT_QUEUE_URL": queues.for_type(TaskType.STT).queue.queue_url,
-            "LLM_QUEUE_URL": queues.for_type(TaskType.LLM).queue.queue_url,
-            "REDIS_HOST": cache.endpoint,
-            "REDIS_PORT": str(cache.port),
-            "REDIS_TLS": "true",
-            "REDIS_CLUSTER": str(cache.cluster_mode).lower(),
-            "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
-            "MAX_RECEIVE_COUNT": str(config.queues.max_receive_count),
-            "STT_PROVIDER": config.ai.stt_provider,
-            "LLM_PROVIDER": config.ai.llm_provider,
-            "BEDROCK_MODEL_ID": config.ai.bedrock_model_ids[0],
-            "TRANSCRIBE_LANGUAGE": config.ai.transcribe_language,
-            "LOG_LEVEL": "INFO",
-        }
-        # The database credentials are read by the runtime from the secret itself (and re-read
-        # when a login is refused), so a scheduled rotation needs no task restart.
-        environment["DB_SECRET_ARN"] = database.secret.secret_arn
+        send_to = [pair.queue for pair in queues.layout(serving)]
+        # Credentials the runtime reads itself (the database's, by ARN) never appear here;
+        # the Redis AUTH token is injected by ECS from Secrets Manager at task start.
         secrets = {"REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret)}
 
-        worker_environment = {**environment, "DB_POOL_MAX": str(config.database.pools.worker)}
-        worker_secrets = dict(secrets)
-        if config.webhook is not None:
-            signing_key = sm.Secret(
-                self,
-                "WebhookSigningKey",
-                description="HMAC-SHA256 key the workers sign completion webhooks with",
-                generate_secret_string=sm.SecretStringGenerator(
-                    password_length=64, exclude_punctuation=True
-                ),
-            )
-            acknowledge(
-                signing_key,
-                "AwsSolutions-SMG4",
-                "The receiver verifies signatures with this key; rotating it is coordinated "
-                "with the receiver by hand (docs/operations.md), not on a timer.",
-            )
-            worker_environment["WEBHOOK_URL"] = config.webhook.url
-            worker_secrets["WEBHOOK_SECRET"] = ecs.Secret.from_secrets_manager(signing_key)
-
-        pools = config.database.pools
         self.migration = MigrationRun(
             self,
             "Migrate",
             cluster=self.cluster,
-            environment={**environment, "DB_POOL_MAX": str(pools.migration)},
+            environment=runtime_environment(
+                config,
+                self.endpoints,
+                kind="migration",
+                ai=config.ai_for("ecs"),
+                master_secret_arn=database.master_secret.secret_arn,
+            ),
             secrets=secrets,
             log_group=api_logs,
         )
         allow_ingress(database.connections, self.migration.security_group, "Migration task")
+        database.master_secret.grant_read(self.migration.task_definition.task_role)
         database.secret.grant_read(self.migration.task_definition.task_role)
 
-        self.api = ApiService(
+        self.api = self._api(
+            edge=edge,
+            audio=audio,
+            database=database,
+            cache=cache,
+            secrets=secrets,
+            log_group=api_logs,
+            send_to=send_to,
+        )
+        self.workers = self._workers(
+            queues=queues,
+            audio=audio,
+            database=database,
+            cache=cache,
+            secrets=secrets,
+            send_to=send_to,
+        )
+        for service in (self.api.service, *(w.service for w in self.workers)):
+            service.node.add_dependency(self.migration.run)
+        self.alarms = Alarms(self, alarm_topic)
+        self._observe()
+
+    def _api(
+        self,
+        *,
+        edge: EdgeStack,
+        audio: AudioBucket,
+        database: Database,
+        cache: RedisCache,
+        secrets: dict[str, ecs.Secret],
+        log_group: logs.ILogGroup,
+        send_to: list[Any],
+    ) -> ApiService:
+        config = self.config
+        assert config.ecs is not None
+        api = ApiService(
             self,
             "Api",
             config=config.ecs.api,
             cluster=self.cluster,
-            environment={**environment, "DB_POOL_MAX": str(pools.api)},
+            environment=runtime_environment(
+                config, self.endpoints, kind="api", ai=config.ai_for("ecs")
+            ),
             secrets=secrets,
-            log_group=api_logs,
+            log_group=log_group,
             access_logs=audio.log_bucket,
+            certificate_arn=edge.certificate_arn,
         )
-        api_role = self.api.task_definition.task_role
-        database.secret.grant_read(api_role)
-        bucket = audio.bucket_name
-        grant_objects(api_role, bucket=bucket, actions=["s3:PutObject"], prefixes=[UPLOADS_PREFIX])
-        grant_objects(
-            api_role,
-            bucket=bucket,
-            actions=["s3:GetObject", "s3:DeleteObject"],
-            prefixes=[UPLOADS_PREFIX, TRANSCRIPTS_PREFIX, RESULTS_PREFIX],
+        role = api.task_definition.task_role
+        database.secret.grant_read(role)
+        grant_api(role, bucket=audio.bucket_name, send_to=send_to)
+        allow_ingress(database.connections, api.service, "Task API")
+        allow_ingress(cache.connections, api.service, "Task API")
+        wafv2.CfnWebACLAssociation(
+            self,
+            "ApiWaf",
+            resource_arn=api.load_balancer.load_balancer_arn,
+            web_acl_arn=edge.web_acl_arn,
         )
-        # `/readyz` checks the bucket with HeadBucket, which S3 authorises as s3:ListBucket.
-        api_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"], resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"]
-            )
-        )
-        for pair in queues.pairs:  # SendMessage, plus GetQueueAttributes for `/readyz`
-            pair.queue.grant_send_messages(api_role)
-
-        self.workers = [
-            WorkerService(
+        domain = config.edge.domain
+        if domain is not None:
+            # This compute's share of the API's stable address; the other compute of a switch
+            # holds the other weighted record of the same name.
+            route53.ARecord(
                 self,
-                "Worker" + ("" if len(queues.pairs) == 1 else pair.name.capitalize()),
+                "ApiRecord",
+                zone=hosted_zone(self, domain),
+                record_name=domain.name,
+                target=route53.RecordTarget.from_alias(
+                    route53_targets.LoadBalancerTarget(api.load_balancer)
+                ),
+                set_identifier="ecs",
+                weight=config.traffic_percent("ecs"),
+            )
+        return api
+
+    def _workers(
+        self,
+        *,
+        queues: TaskQueues,
+        audio: AudioBucket,
+        database: Database,
+        cache: RedisCache,
+        secrets: dict[str, ecs.Secret],
+        send_to: list[Any],
+    ) -> list[WorkerService]:
+        config = self.config
+        assert config.ecs is not None
+        worker_secrets = dict(secrets)
+        if config.webhook is not None:
+            worker_secrets["WEBHOOK_SECRET"] = ecs.Secret.from_secrets_manager(self._webhook_key())
+        pairs = queues.layout(config.queue_mode_of("ecs"))
+        workers = []
+        for pair in pairs:
+            worker = WorkerService(
+                self,
+                "Worker" + ("" if len(pairs) == 1 else pair.name.capitalize()),
                 config=config.ecs.worker,
                 cluster=self.cluster,
                 queues=pair,
-                environment=worker_environment,
+                environment=runtime_environment(
+                    config,
+                    self.endpoints,
+                    kind="worker",
+                    ai=config.ai_for("ecs"),
+                    worker=pair,
+                    concurrency=config.ecs.worker.concurrency,
+                ),
                 secrets=worker_secrets,
-                log_group=worker_logs,
+                log_group=self.worker_logs,
             )
-            for pair in queues.pairs
-        ]
-        for worker in self.workers:
             role = worker.task_definition.task_role
             allow_ingress(database.connections, worker.service, "Workers")
             allow_ingress(cache.connections, worker.service, "Workers")
             database.secret.grant_read(role)
-            # Read the audio; delete uploads that arrive after their task expired (the sweeper).
-            grant_objects(
+            grant_worker(
                 role,
-                bucket=bucket,
-                actions=["s3:GetObject", "s3:DeleteObject"],
-                prefixes=[UPLOADS_PREFIX],
+                project=config.project,
+                ai=config.ai_for("ecs"),
+                bucket=audio.bucket_name,
+                consumes=pair,
+                send_to=send_to,
             )
-            grant_objects(
-                role,
-                bucket=bucket,
-                actions=["s3:GetObject", "s3:PutObject"],
-                prefixes=[TRANSCRIPTS_PREFIX, RESULTS_PREFIX],
-            )
-            for pair in queues.pairs:
-                pair.queue.grant_send_messages(role)
-            worker.queues.queue.grant_consume_messages(role)
-            # The worker fails the tasks whose messages reached the DLQ and keeps the messages.
-            worker.queues.dlq.grant_consume_messages(role)
-            # Scale-in protection of its own task while jobs run (aipp/worker/ecs.py).
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
-                    resources=[
-                        self.format_arn(
-                            service="ecs",
-                            resource="task",
-                            resource_name=f"{self.cluster.cluster_name}/*",
-                        )
-                    ],
-                )
-            )
-            cluster_id = self.get_logical_id(cast(ecs.CfnCluster, self.cluster.node.default_child))
-            acknowledge(
-                role,
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
-                f"<AWS::AccountId>:task/<{cluster_id}>/*]",
-                "Task ids are assigned by ECS at run time; the wildcard covers the tasks of this "
-                "cluster only, for the two scale-in protection actions.",
-            )
-            self._grant_ai(role, config, worker.queues.task_types)
+            self._grant_task_protection(role)
+            workers.append(worker)
+        return workers
 
-        for service in (self.api.service, *(w.service for w in self.workers)):
-            service.node.add_dependency(self.migration.run)
-        allow_ingress(database.connections, self.api.service, "Task API")
-        allow_ingress(cache.connections, self.api.service, "Task API")
+    def _webhook_key(self) -> sm.ISecret:
+        key = sm.Secret(
+            self,
+            "WebhookSigningKey",
+            description="HMAC-SHA256 key the workers sign completion webhooks with",
+            generate_secret_string=sm.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
+        acknowledge(
+            key,
+            "AwsSolutions-SMG4",
+            "The receiver verifies signatures with this key; rotating it is coordinated "
+            "with the receiver by hand (docs/operations.md), not on a timer.",
+        )
+        return key
 
-        self.signals = ComputeSignals(
-            load_balancer=self.api.load_balancer,
-            scaling=[w.backlog_per_task for w in self.workers],
-            worker_errors=self.worker_errors,
-            utilisation=[
-                cw.Metric(
-                    namespace="AWS/ECS",
-                    metric_name="CPUUtilization",
-                    dimensions_map={
-                        "ClusterName": self.cluster.cluster_name,
-                        "ServiceName": w.service.service_name,
-                    },
-                    period=Duration.minutes(5),
-                    label=f"worker {w.queues.name} CPU %",
-                )
-                for w in self.workers
+    def _grant_task_protection(self, role: iam.IRole) -> None:
+        """Scale-in protection of the worker's own task while jobs run (aipp/worker/ecs.py)."""
+        tasks = self.format_arn(
+            service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"], resources=[tasks]
+            )
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource_id(self, tasks)}]",
+            "Task ids are assigned by ECS at run time; the wildcard covers the tasks of this "
+            "cluster only, for the two scale-in protection actions.",
+        )
+
+    def _observe(self) -> None:
+        """The API's and workers' alarms, on the platform's topic, and this compute's dashboard."""
+        obs = self.config.observability
+        metrics = self.api.load_balancer.metrics
+        api_5xx = metrics.http_code_target(
+            elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
+        )
+        elb_5xx = metrics.http_code_elb(
+            elbv2.HttpCodeElb.ELB_5XX_COUNT, period=FIVE_MINUTES, statistic="Sum"
+        )
+        latency = metrics.target_response_time(period=FIVE_MINUTES, statistic="p99")
+        # The runtime logs JSON lines; every `"level": "ERROR"` line counts as a worker error.
+        errors = logs.MetricFilter(
+            self,
+            "WorkerErrorLines",
+            log_group=self.worker_logs,
+            filter_pattern=logs.FilterPattern.string_value("$.level", "=", "ERROR"),
+            metric_namespace=f"{self.config.project}/workers",
+            metric_name="ErrorLines",
+            metric_value="1",
+            default_value=0,
+        ).metric(statistic="Sum", period=FIVE_MINUTES)
+        self.alarms.add(
+            "Api5xx",
+            api_5xx,
+            obs.api_5xx_alarm_count,
+            "The task API answered 5xx: a dependency is down (see /readyz) or a bug.",
+        )
+        self.alarms.add(
+            "ApiLatencyP99",
+            latency,
+            obs.api_p99_latency_alarm_ms / 1000,
+            f"API p99 latency above {obs.api_p99_latency_alarm_ms} ms.",
+        )
+        self.alarms.add(
+            "WorkerErrors",
+            errors,
+            obs.worker_error_alarm_lines,
+            "Workers logged errors: jobs are failing or retrying; read the worker logs.",
+        )
+        cpu = [
+            cw.Metric(
+                namespace="AWS/ECS",
+                metric_name="CPUUtilization",
+                dimensions_map={
+                    "ClusterName": self.cluster.cluster_name,
+                    "ServiceName": w.service.service_name,
+                },
+                period=FIVE_MINUTES,
+                label=f"worker {w.queues.name} CPU %",
+            )
+            for w in self.workers
+        ]
+        cw.Dashboard(
+            self,
+            "Dashboard",
+            default_interval=Duration.hours(6),
+            widgets=[
+                [
+                    cw.GraphWidget(
+                        title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8
+                    ),
+                    cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
+                    cw.GraphWidget(
+                        title="Worker backlog per task",
+                        left=[w.backlog_per_task for w in self.workers],
+                        width=8,
+                    ),
+                ],
+                [cw.GraphWidget(title="Worker errors / CPU %", left=[errors], right=cpu, width=24)],
+                [self.alarms.status_widget("ECS compute alarms")],
             ],
-            utilisation_title="worker CPU %",
         )
-
-    def _grant_ai(self, role: iam.IRole, config: PhaseConfig, types: tuple[TaskType, ...]) -> None:
-        """Transcribe job actions and Bedrock invocation on the configured models only."""
-        transcribe = TaskType.STT in types and (
-            config.ai.stt_provider == "transcribe" or config.ai.managed_fallback
-        )
-        statements = []
-        if transcribe:
-            statements.append(
-                iam.PolicyStatement(
-                    actions=[
-                        "transcribe:StartTranscriptionJob",
-                        "transcribe:GetTranscriptionJob",
-                        "transcribe:DeleteTranscriptionJob",
-                    ],
-                    resources=[
-                        self.format_arn(
-                            service="transcribe",
-                            resource="transcription-job",
-                            resource_name=f"{config.project}-*",
-                        )
-                    ],
-                )
-            )
-        if TaskType.LLM in types and (
-            config.ai.llm_provider == "bedrock" or config.ai.managed_fallback
-        ):
-            statements.append(
-                iam.PolicyStatement(
-                    actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                    resources=[
-                        self.format_arn(
-                            service="bedrock",
-                            account="",
-                            resource="foundation-model",
-                            resource_name=model_id,
-                        )
-                        for model_id in config.ai.bedrock_model_ids
-                    ],
-                )
-            )
-        for statement in statements:
-            role.add_to_principal_policy(statement)
-        if transcribe:
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:transcribe:<AWS::Region>:"
-                f"<AWS::AccountId>:transcription-job/{config.project}-*]",
-                "Transcription job names are made per task at run time; the wildcard is "
-                "limited to this platform's job-name prefix.",
-            )

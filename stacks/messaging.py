@@ -18,4 +18,4 @@ class MessagingStack(Stack):
         self, scope: Construct, construct_id: str, *, config: PhaseConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.queues = TaskQueues(self, "Queues", config=config.queues)
+        self.queues = TaskQueues(self, "Queues", config=config.queues, modes=config.queue_modes)

@@ -23,6 +23,10 @@ _ENDPOINTS = {
 }
 
 
+MAX_AZS = 3
+AGNOSTIC_AZS = 2
+
+
 class NetworkStack(Stack):
     """VPC, NAT, endpoints and flow logs. Exposes `vpc`."""
 
@@ -32,15 +36,17 @@ class NetworkStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         net = config.network
 
+        # Address space for three AZs is always laid out (`reserved_azs`): an environment that
+        # grows from 2 AZs to 3 adds subnets and keeps every existing subnet's CIDR.
+        # An environment-agnostic stack can address 2 AZs only (see PhaseConfig).
+        zones = list(net.availability_zones[: net.max_azs])
+        used = len(zones) if zones else min(net.max_azs, AGNOSTIC_AZS)
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(net.cidr),
-            **(
-                {"availability_zones": list(net.availability_zones)}
-                if net.availability_zones
-                else {"max_azs": net.max_azs}
-            ),
+            **({"availability_zones": zones} if zones else {"max_azs": used}),
+            reserved_azs=MAX_AZS - used,
             nat_gateways=net.nat_gateways,
             restrict_default_security_group=True,
             subnet_configuration=[

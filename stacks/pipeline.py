@@ -53,8 +53,9 @@ class PipelineStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        stt = queues.for_type(TaskType.STT).queue
-        llm = queues.for_type(TaskType.LLM).queue
+        # New uploads go to the layout that takes new work (the old one until a cutover).
+        stt = queues.for_type(TaskType.STT, config.serving_queue_mode).queue
+        llm = queues.for_type(TaskType.LLM, config.serving_queue_mode).queue
 
         role = iam.Role(
             self,

@@ -43,7 +43,7 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
         (
             {"phse": "2"},
             "error: unknown context key 'phse': valid keys are phase, env, overrides, "
-            "tasks_per_month, avg_audio_minutes",
+            "transition, tasks_per_month, avg_audio_minutes",
         ),
         ({"overrides": '{"queues": {"mode": "x"}}'}, "error: invalid config: queues.mode"),
         (
@@ -83,10 +83,8 @@ def test_cdk_synth_without_context_or_credentials(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     names = sorted(p.name for p in tmp_path.glob("*.template.json"))
-    assert names == [
-        f"Aipp-P1-Staging-{s}.template.json"
-        for s in sorted(["ComputeEcs", "Data", "Messaging", "Network", "Observability", "Pipeline"])
-    ]
+    stacks = ["ComputeEcs", "Data", "Edge", "Messaging", "Network", "Observability", "Pipeline"]
+    assert names == [f"Aipp-Staging-{s}.template.json" for s in sorted(stacks)]
     report = json.loads((tmp_path / "manifest.json").read_text())
     assert all(
         a.get("environment") == "aws://unknown-account/unknown-region"

@@ -16,14 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from app import build_app, cdk_json_context
-from phases import ConfigError, Env
-from phases.loader import example_overrides
-from stacks import IMPLEMENTED_PHASES, PhaseNotBuiltError
+from phases import ConfigError, Env, Phase
+from phases.loader import deep_merge, example_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,13 +39,23 @@ class SynthResult:
     seconds: float
 
 
-def synth_one(phase: int, env: str, outdir: Path) -> SynthResult:
-    """Synthesize one phase/env into `outdir` and count what is left for cdk-nag to say."""
+def synth_one(
+    phase: int,
+    env: str,
+    outdir: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    transition: str | None = None,
+) -> SynthResult:
+    """Synthesize one phase/env (the environment's example overrides, then `overrides`, and a
+    `transition` step if given) into `outdir`, and count what is left for cdk-nag to say."""
     started = time.perf_counter()
-    context = {**cdk_json_context(), "phase": str(phase), "env": env}
-    example = example_overrides(Env(env))
-    if example:
-        context["overrides"] = json.dumps(example)
+    context: dict[str, Any] = {**cdk_json_context(), "phase": str(phase), "env": env}
+    merged = deep_merge(example_overrides(Env(env)), overrides or {})
+    if merged:
+        context["overrides"] = json.dumps(merged)
+    if transition:
+        context["transition"] = transition
     app = cdk.App(outdir=str(outdir), context=context)
     build_app(app, nag=False)
     report = AwsSolutionsChecks().validate_scope(app)
@@ -73,15 +83,19 @@ def synth_one(phase: int, env: str, outdir: Path) -> SynthResult:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "cdk.out", help="output root")
+    parser.add_argument(
+        "--phase", action="append", choices=[str(int(p)) for p in Phase], help="only this phase"
+    )
     args = parser.parse_args(argv)
 
-    combos = [(int(phase), env.value) for phase in IMPLEMENTED_PHASES for env in Env]
+    phases = [int(p) for p in args.phase] if args.phase else [int(p) for p in Phase]
+    combos = [(phase, env.value) for phase in phases for env in Env]
     results: list[SynthResult] = []
     for i, (phase, env) in enumerate(combos, start=1):
         print(f"[{i}/{len(combos)}] synthesizing phase {phase} / {env} ...", flush=True)
         try:
             results.append(synth_one(phase, env, args.out / f"phase{phase}-{env}"))
-        except (ConfigError, PhaseNotBuiltError) as exc:
+        except ConfigError as exc:
             print(f"error: phase {phase} / {env}: {exc}", file=sys.stderr)
             return 2
 

@@ -44,7 +44,7 @@ def test_turning_https_on_keeps_the_one_port_80_listener(
     """A second port-80 listener beside the old one is rejected by the load balancer and rolls
     the update back: the same listener must switch from forwarding to redirecting."""
     plain = _listeners(assemble("1", "staging"))
-    https = _listeners(assemble("1", "staging", {"ecs": {"api": {"certificate_arn": CERT}}}))
+    https = _listeners(assemble("1", "staging", {"edge": {"certificate_arn": CERT}}))
     assert sorted(plain) == [80]
     assert sorted(https) == [80, 443]
     assert plain[80][0] == https[80][0], "the port-80 listener keeps its logical id"
@@ -67,13 +67,16 @@ def test_retained_resources_are_not_kept_after_a_failed_first_create(any_phase: 
         for key, r in ((f"{stack}/{k}", v) for k, v in template.get("Resources", {}).items())
     }
     assert not [k for k, (_, policy) in policies.items() if policy == "Retain"]
-    database = [
-        p for t, p in policies.values() if t in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster")
+    database = [  # the primary (read replicas hold no data of their own)
+        policy
+        for key, (kind, policy) in policies.items()
+        if kind in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster") and "Replica" not in key
     ]
     secret = [
         policy
         for key, (kind, policy) in policies.items()
-        if kind == "AWS::SecretsManager::Secret" and "DatabaseMasterSecret" in key
+        if kind == "AWS::SecretsManager::Secret"
+        and ("DatabaseMasterSecret" in key or "DatabaseAppSecret" in key)
     ]
     assert secret and set(secret) == set(database), "the password lives as long as the database"
     if any_phase.config.database.deletion_protection:

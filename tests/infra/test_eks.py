@@ -14,8 +14,8 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_sns as sns
 
-import stacks
 from app import cdk_json_context
 from cdk_constructs.eks_addons import (
     AddonDependencyError,
@@ -25,8 +25,7 @@ from cdk_constructs.eks_addons import (
 )
 from cdk_constructs.eks_cluster import gpu_nodegroup_name
 from cdk_constructs.task_queues import TaskQueues
-from phases import Phase, load_config
-from stacks import PhaseNotBuiltError, build_platform
+from phases import load_config
 from stacks.compute_eks import ComputeEksStack
 from stacks.data import DataStack
 from stacks.network import NetworkStack
@@ -89,12 +88,18 @@ def test_gpu_pools_have_spot_and_on_demand_groups_on_the_nvidia_al2023_ami(
     assert system[0]["ScalingConfig"]["MinSize"] == eks.system_nodes.size.min
     for pool in eks.gpu_pools:
         for capacity, bounds in (("spot", pool.spot), ("ondemand", pool.on_demand)):
-            name = gpu_nodegroup_name(pool, spot=capacity == "spot")
-            assert re.fullmatch(rf"{pool.name}-{capacity}-[0-9a-f]{{8}}", name)
+            label = "spot" if capacity == "spot" else "on-demand"
+            found = [
+                (name, g)
+                for name, g in groups.items()
+                if g["Labels"].get("aipp.io/pool") == pool.name
+                and g["Labels"].get("aipp.io/capacity-type") == label
+            ]
             if bounds.max == 0:
-                assert name not in groups
+                assert not found
                 continue
-            group = groups[name]
+            ((name, group),) = found
+            assert re.fullmatch(rf"{pool.name}-{capacity}-[0-9a-f]{{8}}", name)
             assert group["AmiType"] == "AL2023_x86_64_NVIDIA"
             assert group["CapacityType"] == ("SPOT" if capacity == "spot" else "ON_DEMAND")
             assert group["Taints"] == [
@@ -192,6 +197,9 @@ def test_replacing_a_gpu_group_gets_a_new_name_and_keeps_its_priority() -> None:
     bigger = pool.model_copy(update={"instance_types": ("g5.2xlarge",)})
     assert gpu_nodegroup_name(pool, spot=True) != gpu_nodegroup_name(bigger, spot=True)
     assert gpu_nodegroup_name(pool, spot=True) == gpu_nodegroup_name(pool, spot=True)
+    # A third AZ changes the group's subnets, which EKS can only do by replacing it.
+    two, three = ["us-east-1a", "us-east-1b"], ["us-east-1a", "us-east-1b", "us-east-1c"]
+    assert gpu_nodegroup_name(pool, True, two) != gpu_nodegroup_name(pool, True, three)
     asg = f"eks-{gpu_nodegroup_name(pool, spot=True)}-0ac5f1c2-1d2e-4f60-9a1b-2c3d4e5f6a7b"
     assert re.fullmatch(".*-spot-.*", asg) and not re.fullmatch(".*-ondemand-.*", asg)
 
@@ -210,7 +218,7 @@ def test_cluster_autoscaler_prefers_spot_then_on_demand(eks_phase: Assembly) -> 
         "1": [".*"],
     }
     c = eks_phase.config
-    assert values["autoDiscovery"] == {"clusterName": f"aipp-p{int(c.phase)}-{c.env.value}"}
+    assert values["autoDiscovery"] == {"clusterName": f"aipp-{c.env.value}"}
     assert values["rbac"]["serviceAccount"] == {"create": False, "name": "cluster-autoscaler"}
 
 
@@ -296,29 +304,35 @@ def test_phase2_data_tier_is_multi_az_with_redis_failover(
     )
 
 
-def test_phase3_data_tier_is_aurora_with_reader_and_redis_cluster_mode(
-    assemble: Callable[..., Assembly],
-) -> None:
-    prod = assemble("3", "prod")
-    (cluster,) = prod.resources("AWS::RDS::DBCluster").values()
-    assert props(cluster)["Engine"] == "aurora-postgresql"
-    assert props(cluster)["StorageEncrypted"] is True
-    assert props(cluster)["DeletionProtection"] is True
-    assert len(prod.resources("AWS::RDS::DBInstance")) == 2  # writer + reader
-    (redis,) = prod.resources("AWS::ElastiCache::ReplicationGroup").values()
-    assert props(redis)["ClusterMode"] == "enabled"
-    assert props(redis)["NumNodeGroups"] == 3
-    assert props(redis)["ReplicasPerNodeGroup"] == 1
+def test_phase3_grows_the_phase2_data_tier_in_place(assemble: Callable[..., Assembly]) -> None:
+    """RDS PostgreSQL Multi-AZ with a read replica (the brief rejects Aurora) and a larger
+    Redis replication group, under the logical ids phase 2 uses: modified, never replaced."""
+    two, three = assemble("2", "prod"), assemble("3", "prod")
+    assert not three.resources("AWS::RDS::DBCluster")
+    instances = three.resources("AWS::RDS::DBInstance")
+    (primary,) = [k for k, r in instances.items() if "SourceDBInstanceIdentifier" not in props(r)]
+    (replica,) = [k for k, r in instances.items() if "SourceDBInstanceIdentifier" in props(r)]
+    assert primary in two.resources("AWS::RDS::DBInstance")
+    assert props(instances[primary])["MultiAZ"] is True
+    assert props(instances[primary])["DBInstanceClass"] == "db.r7g.large"
+    assert props(instances[replica])["DBInstanceClass"] == "db.r7g.large"
+    ((key, redis),) = three.resources("AWS::ElastiCache::ReplicationGroup").items()
+    assert key in two.resources("AWS::ElastiCache::ReplicationGroup")
+    assert props(redis)["ClusterMode"] == "disabled"
+    assert props(redis)["NumCacheClusters"] == 3
+    assert props(redis)["AutomaticFailoverEnabled"] is True
 
 
-def test_dashboard_and_alarms_cover_each_queue_and_gpus(eks_phase: Assembly) -> None:
+def test_dashboards_and_alarms_cover_each_queue_and_gpus(eks_phase: Assembly) -> None:
     alarms = " ".join(eks_phase.resources("AWS::CloudWatch::Alarm"))
     for name in ("QueueAgeSTT", "QueueAgeLLM", "DlqNotEmptySTT", "DlqNotEmptyLLM"):
         assert name in alarms
-    (dashboard,) = eks_phase.resources("AWS::CloudWatch::Dashboard").values()
-    body = json.dumps(props(dashboard)["DashboardBody"])
-    assert "node_gpu_utilization" in body
-    assert "Queue stt" in body and "Queue llm" in body
+    bodies = {
+        key.split("/")[0]: json.dumps(props(d)["DashboardBody"])
+        for key, d in eks_phase.resources("AWS::CloudWatch::Dashboard").items()
+    }
+    assert "node_gpu_utilization" in bodies["ComputeEks"]
+    assert "Queue stt" in bodies["Observability"] and "Queue llm" in bodies["Observability"]
 
 
 def test_a_missing_addon_dependency_fails_synth_clearly(tmp_path: Path) -> None:
@@ -341,7 +355,8 @@ def build_with_addons(app: cdk.App, addons: list[Any]) -> None:
     config = load_config("2", "staging")
     network = NetworkStack(app, "N", config=config)
     data = DataStack(app, "D", config=config, vpc=network.vpc)
-    queues = TaskQueues(cdk.Stack(app, "Q"), "Queues", config=config.queues)
+    shared = cdk.Stack(app, "Q")
+    queues = TaskQueues(shared, "Queues", config=config.queues)
     ComputeEksStack(
         app,
         "C",
@@ -350,6 +365,7 @@ def build_with_addons(app: cdk.App, addons: list[Any]) -> None:
         database=data.database,
         cache=data.cache,
         queues=queues,
+        alarm_topic=sns.Topic(shared, "Alarms"),
         addons=addons,
     )
 
@@ -357,12 +373,6 @@ def build_with_addons(app: cdk.App, addons: list[Any]) -> None:
 def test_addons_are_small_classes_with_declared_dependencies() -> None:
     assert ArgoRollouts.depends_on == ("aws-load-balancer-controller",)
     assert MetricsServer.depends_on == ()
-
-
-def test_a_phase_without_stacks_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stacks, "IMPLEMENTED_PHASES", (Phase.MVP,))
-    with pytest.raises(PhaseNotBuiltError, match=r"^phase 3 \(scale\) is configured but its"):
-        build_platform(cdk.App(), load_config("3", "staging"))
 
 
 def test_admin_roles_from_config_get_cluster_admin_access_entries(

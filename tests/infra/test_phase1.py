@@ -80,7 +80,8 @@ def test_database_is_encrypted_private_backed_up_and_protected_in_prod(phase1: A
     assert "MasterUserPassword" in props and "resolve:secretsmanager" in json.dumps(
         props["MasterUserPassword"]
     )
-    phase1.template("Data").resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
+    # The master user (the migration's) and the application user (the services') rotate.
+    phase1.template("Data").resource_count_is("AWS::SecretsManager::RotationSchedule", 2)
 
 
 def test_redis_encrypts_in_transit_and_at_rest_with_auth_token(phase1: Assembly) -> None:
@@ -149,15 +150,17 @@ def test_api_is_public_only_through_the_alb(phase1: Assembly) -> None:
     for service in phase1.resources("AWS::ECS::Service").values():
         network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert network["AssignPublicIp"] == "DISABLED"
-    (listener,) = phase1.resources("AWS::ElasticLoadBalancingV2::Listener").values()
-    assert listener["Properties"]["Port"] == 80  # no certificate configured by default
+    listeners = phase1.resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    ports = sorted(listener["Properties"]["Port"] for listener in listeners)
+    # Staging has no certificate by default; prod's example has a domain and its certificate.
+    assert ports == ([80, 443] if phase1.config.edge.https else [80])
 
 
 def test_https_listener_when_a_certificate_is_configured(
     assemble: Callable[..., Assembly],
 ) -> None:
     cert = "arn:aws:acm:eu-west-1:123456789012:certificate/0f0e0d0c-1111-2222-3333-444455556666"
-    assembly = assemble("1", "staging", {"ecs": {"api": {"certificate_arn": cert}}})
+    assembly = assemble("1", "staging", {"edge": {"certificate_arn": cert}})
     listeners = {
         r["Properties"]["Port"]: r["Properties"]
         for r in assembly.resources("AWS::ElasticLoadBalancingV2::Listener").values()

@@ -17,7 +17,7 @@ import cdk_constructs.images
 from cdk_constructs.paths import REPO_ROOT
 from tests.infra.conftest import HASH, Assembly, normalize, synthesize
 
-STACKS = ["Network", "Data", "Messaging", "Pipeline", "Compute", "Observability"]
+STACKS = ["Network", "Edge", "Data", "Messaging", "Pipeline", "Observability", "Compute"]
 COMBOS = [(p, e) for p in ("1", "2", "3") for e in ("staging", "prod")]
 
 

@@ -38,12 +38,16 @@ def test_phases_follow_the_design_table() -> None:
     )
     assert (mvp.database.engine, mvp.database.multi_az) == ("rds-postgres", False)
     assert (growth.database.engine, growth.database.multi_az) == ("rds-postgres", True)
-    assert (scale.database.engine, scale.database.readers) == ("aurora-postgres", 1)
+    # Phase 3 grows the phase 2 database in place (the brief rejects Aurora) ...
+    assert (scale.database.engine, scale.database.multi_az) == ("rds-postgres", True)
+    assert scale.database.read_replicas == 1
+    # ... and Redis stays a replication group behind one primary endpoint.
     assert (mvp.cache.mode, growth.cache.mode, scale.cache.mode) == (
         "single",
         "replication",
-        "cluster",
+        "replication",
     )
+    assert mvp.cache.replicas < growth.cache.replicas < scale.cache.replicas
     assert (mvp.ai.stt_provider, mvp.ai.llm_provider) == ("transcribe", "bedrock")
     assert (growth.ai.stt_provider, growth.ai.llm_provider) == ("openai", "openai")
     assert scale.ai.managed_fallback is True
@@ -109,19 +113,19 @@ BAD = [
     ),
     (
         "3",
-        "prod",
+        "staging",
         '{"network": {"availability_zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c"]}}',
         "network.availability_zones needs `region` to be set",
     ),
     (
         "3",
-        "prod",
+        "staging",
         '{"region": "eu-west-1", "network": {"availability_zones": ["eu-west-1a", "us-east-1b", "eu-west-1c"]}}',
         "network.availability_zones: us-east-1b is not in eu-west-1",
     ),
     (
         "3",
-        "prod",
+        "staging",
         '{"region": "eu-west-1", "network": {"availability_zones": ["eu-west-1a", "eu-west-1b"]}}',
         "network.availability_zones names 2 AZs but max_azs is 3",
     ),
@@ -153,7 +157,7 @@ BAD = [
         "1",
         "staging",
         '{"ecs": {"api": {"cpuu": 1}}}',
-        "ecs.api.cpuu: unknown field (valid: certificate_arn, count, cpu",
+        "ecs.api.cpuu: unknown field (valid: count, cpu, memory_mib, spot, target_cpu_percent)",
     ),
     (
         "1",
@@ -212,21 +216,27 @@ BAD = [
     (
         "1",
         "staging",
-        '{"cache": {"mode": "single", "replicas_per_shard": 2}}',
-        "cache: mode 'single' takes replicas_per_shard=0 and shards=1",
+        '{"cache": {"mode": "single", "replicas": 2}}',
+        "cache: mode 'single' takes replicas=0",
+    ),
+    (
+        "3",
+        "staging",
+        '{"cache": {"mode": "cluster"}}',
+        "cache.mode: Input should be 'single' or 'replication'",
     ),
     (
         "1",
         "staging",
-        '{"database": {"readers": 2}}',
-        "database: readers apply to engine 'aurora-postgres' only",
+        '{"edge": {"domain": {"name": "api.example.org", "hosted_zone_id": "Z123", "hosted_zone_name": "example.com"}}}',
+        "edge.domain: name api.example.org is not in zone example.com",
     ),
     ("1", "staging", '{"region": "mars-1"}', "region: String should match pattern"),
     (
         "1",
         "staging",
-        '{"ecs": {"api": {"certificate_arn": "nope"}}}',
-        "ecs.api.certificate_arn: String should match pattern",
+        '{"edge": {"certificate_arn": "nope"}}',
+        "edge.certificate_arn: String should match pattern",
     ),
     (
         "1",
@@ -309,7 +319,7 @@ def test_connection_budget_names_every_pool_when_it_does_not_fit() -> None:
         load("1", "staging", '{"queues": {"mode": "per_type"}}')
     assert str(caught.value) == (
         "invalid config: database connections: api tasks 4 x 5 + worker tasks 20 x 3 + "
-        "upload checks 5 x 1 + migration 1 x 2 + secret rotation 1 x 1 = 88 exceed 59 (80% of "
+        "upload checks 5 x 1 + migration 1 x 2 + secret rotation 2 x 1 = 89 exceed 59 (80% of "
         "max_connections on t4g.micro); lower the maxima or database.pools, or choose a larger "
         "database.instance_class"
     )
@@ -318,7 +328,7 @@ def test_connection_budget_names_every_pool_when_it_does_not_fit() -> None:
         "staging",
         '{"queues": {"mode": "per_type"}, "database": {"instance_class": "t4g.small"}}',
     )
-    assert sum(n * pool for _, n, pool in bigger.connection_users()) == 88
+    assert sum(n * pool for _, n, pool in bigger.connection_users()) == 89
     assert bigger.database.connection_limit() == 144
 
 
@@ -349,3 +359,71 @@ def test_overrides_from_a_file(tmp_path: pytest.TempPathFactory) -> None:
     assert str(caught.value) == (
         f"overrides file {path}.missing cannot be read: No such file or directory"
     )
+
+
+@pytest.mark.parametrize(
+    ("transition", "computes", "queues", "serving", "traffic"),
+    [
+        ("1:expand", ("ecs", "eks"), ("single", "per_type"), "single", {"ecs": 100, "eks": 0}),
+        ("1:cutover", ("ecs", "eks"), ("single", "per_type"), "per_type", {"ecs": 0, "eks": 100}),
+        (
+            "1:cutover:25",
+            ("ecs", "eks"),
+            ("single", "per_type"),
+            "per_type",
+            {"ecs": 75, "eks": 25},
+        ),
+        ("1:retire", ("eks",), ("single", "per_type"), "per_type", {"ecs": 0, "eks": 100}),
+    ],
+)
+def test_a_switch_step_says_what_runs_and_where_work_goes(
+    transition: str,
+    computes: tuple[str, ...],
+    queues: tuple[str, ...],
+    serving: str,
+    traffic: dict[str, int],
+) -> None:
+    config = load_config(
+        "2", "prod", '{"observability": {"alarm_email": "a@example.com"}}', transition
+    )
+    assert config.computes == computes
+    assert config.queue_modes == queues
+    assert config.serving_queue_mode == serving
+    assert {c: config.traffic_percent(c) for c in ("ecs", "eks")} == traffic
+    # The old compute keeps its phase's settings; the data tier is the larger phase's.
+    assert config.ecs is not None and config.ecs.api.count.max == 8
+    assert config.queue_mode_of("ecs") == "single" and config.queue_mode_of("eks") == "per_type"
+    assert config.ai_for("ecs").stt_provider == "transcribe"
+    assert config.ai_for("eks").stt_provider == "openai"
+    assert config.database.multi_az is True
+
+
+def test_going_back_keeps_the_larger_data_tier_until_the_end() -> None:
+    back = load_config("1", "staging", None, "2:expand")
+    assert back.computes == ("eks", "ecs")
+    assert (back.database.instance_class, back.cache.mode) == ("t4g.small", "replication")
+    done = load_config("1", "staging")
+    assert (done.database.instance_class, done.cache.mode) == ("t4g.micro", "single")
+
+
+@pytest.mark.parametrize(
+    ("phase", "transition", "message"),
+    [
+        ("2", "2:expand", "invalid config: transition.from_phase: already phase 2"),
+        (
+            "3",
+            "2:expand",
+            "invalid config: transition: phases 2 and 3 run on the same compute (eks); deploy "
+            "phase 3 directly",
+        ),
+        ("2", "1:flip", "invalid config: transition.step: Input should be 'expand', 'cutover'"),
+        ("2", "1:expand:30", "invalid config: transition.traffic_percent applies at step"),
+        ("2", "9:expand", "unknown phase '9'"),
+        ("2", "expand", "transition 'expand': write <from phase>:<step>[:<traffic percent>]"),
+    ],
+)
+def test_a_bad_switch_step_is_one_line(phase: str, transition: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(phase, "staging", None, transition)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)

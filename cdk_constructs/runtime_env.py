@@ -1,0 +1,93 @@
+"""The environment every platform process gets, built in one place for every compute.
+
+The ECS task definitions (phase 1), the Kubernetes manifests (phases 2-3) and the upload-check
+Lambda all take their variables from `runtime_environment`, so the computes cannot drift apart
+in what they tell the runtime (`worker_images/aipp/core/config.py` reads these names). No
+credential is ever a value here: the runtime reads secrets by ARN with its own role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from cdk_constructs.task_queues import QueuePair
+from phases import PhaseConfig, TaskType
+from phases.models import AiConfig
+
+Kind = Literal["api", "worker", "migration", "upload_check"]
+
+# Where the images keep the RDS CA bundle the runtime verifies the database's certificate with.
+RDS_CA_BUNDLE = "/opt/aipp/certs/rds-global-bundle.pem"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the runtime finds what the stacks made (literals or deploy-time tokens)."""
+
+    region: str
+    bucket: str
+    send_to: Mapping[TaskType, str]  # queue URL new work of each type is sent to
+    redis_host: str
+    redis_port: int
+    db_secret_arn: str  # the application user's secret
+    db_read_host: str | None = None
+
+
+def runtime_environment(
+    config: PhaseConfig,
+    endpoints: Endpoints,
+    *,
+    kind: Kind,
+    ai: AiConfig,
+    worker: QueuePair | None = None,
+    concurrency: int | None = None,
+    master_secret_arn: str | None = None,
+) -> dict[str, str]:
+    """The variables of one process kind. A worker needs its queue pair and concurrency; the
+    migration needs the master secret (it creates the application user)."""
+    pools = config.database.pools
+    env = {
+        "AWS_REGION": endpoints.region,
+        "AUDIO_BUCKET": endpoints.bucket,
+        "STT_QUEUE_URL": endpoints.send_to[TaskType.STT],
+        "LLM_QUEUE_URL": endpoints.send_to[TaskType.LLM],
+        "DB_SECRET_ARN": endpoints.db_secret_arn,
+        "DB_POOL_MAX": str(getattr(pools, kind)),
+        "DB_SSLMODE": "verify-full",
+        "DB_SSL_ROOT_CERT": RDS_CA_BUNDLE,
+        "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
+        "LOG_LEVEL": "INFO",
+    }
+    if kind == "upload_check":
+        return env
+    env |= {
+        "REDIS_HOST": endpoints.redis_host,
+        "REDIS_PORT": str(endpoints.redis_port),
+        "REDIS_TLS": "true",
+        "MAX_RECEIVE_COUNT": str(config.queues.max_receive_count),
+        "STT_PROVIDER": ai.stt_provider,
+        "LLM_PROVIDER": ai.llm_provider,
+        "BEDROCK_MODEL_ID": ai.bedrock_model_ids[0],
+        "TRANSCRIBE_LANGUAGE": ai.transcribe_language,
+    }
+    if kind == "api" and endpoints.db_read_host:
+        env["DB_READ_HOST"] = endpoints.db_read_host
+    if kind == "migration":
+        if master_secret_arn is None:
+            raise ValueError("the migration needs the master secret")
+        env["DB_SECRET_ARN"] = master_secret_arn
+        env["DB_APP_SECRET_ARN"] = endpoints.db_secret_arn
+    if kind == "worker":
+        if worker is None or concurrency is None:
+            raise ValueError("a worker needs its queue pair and concurrency")
+        env |= {
+            "WORKER_TASK_TYPES": ",".join(t.value for t in worker.task_types),
+            "WORKER_QUEUE_URL": worker.queue.queue_url,
+            "WORKER_DLQ_URL": worker.dlq.queue_url,
+            "WORKER_CONCURRENCY": str(concurrency),
+        }
+        if config.webhook is not None:
+            env["WEBHOOK_URL"] = config.webhook.url
+    return env

@@ -1,0 +1,140 @@
+"""Edge: what clients reach, the same whatever phase serves them.
+
+- The AWS WAF web ACL that every public load balancer of the API is associated with (the ECS
+  ALB through an association, the EKS Ingress ALB through its annotation): AWS managed rules and
+  a per-IP rate limit, logged with the API-key headers redacted.
+- With `edge.domain`: the hosted zone of the API's stable address and, unless
+  `edge.certificate_arn` names one, an ACM certificate for it validated through that zone. Each
+  compute stack points a weighted record of that name at its own load balancer, so traffic moves
+  between computes by weights and clients keep the address (docs/phase-switch.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from cdk_constructs.retention import retention
+from phases import PhaseConfig
+from phases.models import DomainConfig
+
+# Headers that carry API keys: never written to WAF logs.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+
+
+def hosted_zone(scope: Construct, domain: DomainConfig) -> route53.IHostedZone:
+    """The zone of the API's address, from config (no lookup, no credentials at synth)."""
+    return route53.HostedZone.from_hosted_zone_attributes(
+        scope, "Zone", hosted_zone_id=domain.hosted_zone_id, zone_name=domain.hosted_zone_name
+    )
+
+
+class EdgeStack(Stack):
+    """Exposes `web_acl_arn` and `certificate_arn` (None without HTTPS)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: PhaseConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        edge = config.edge
+        self.certificate_arn = edge.certificate_arn
+        if edge.domain is not None and edge.certificate_arn is None:
+            certificate = acm.Certificate(
+                self,
+                "Certificate",
+                domain_name=edge.domain.name,
+                validation=acm.CertificateValidation.from_dns(hosted_zone(self, edge.domain)),
+            )
+            self.certificate_arn = certificate.certificate_arn
+        self.web_acl_arn = self._web_acl(config)
+
+    def _web_acl(self, config: PhaseConfig) -> str:
+        waf = config.edge.waf
+        name = f"{config.name_prefix}-api"
+
+        def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True,
+                metric_name=metric,
+                sampled_requests_enabled=True,
+            )
+
+        rules = [
+            wafv2.CfnWebACL.RuleProperty(
+                name=group,
+                priority=i,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS",
+                        name=group,
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name=rule,
+                                action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
+                            )
+                            for rule in waf.count_only_rules
+                        ]
+                        if group == "AWSManagedRulesCommonRuleSet" and waf.count_only_rules
+                        else None,
+                    )
+                ),
+                visibility_config=visibility(group),
+            )
+            for i, group in enumerate(waf.managed_rule_groups)
+        ]
+        rules.append(
+            wafv2.CfnWebACL.RuleProperty(
+                name="RatePerIp",
+                priority=len(rules),
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        aggregate_key_type="IP", limit=waf.rate_limit_per_ip
+                    )
+                ),
+                visibility_config=visibility("RatePerIp"),
+            )
+        )
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            name=name,
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            description="Public load balancers of the task API",
+            rules=rules,
+            visibility_config=visibility(name),
+        )
+        # WAF delivers only to log groups whose name starts with `aws-waf-logs-`.
+        log_name = f"aws-waf-logs-{name}"
+        logs.LogGroup(
+            self,
+            "WafLogs",
+            log_group_name=log_name,
+            retention=retention(waf.log_retention_days),
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[
+                self.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=log_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
+                for header in CREDENTIAL_HEADERS
+            ],
+        ).node.add_dependency(self.node.find_child("WafLogs"))
+        return acl.attr_arn
