@@ -98,7 +98,7 @@ def figure(series: Series, *, marker_tasks: int | None = None) -> Figure:
     ax.set_xlabel("tasks per month")
     ax.set_ylabel("USD per month")
     ax.set_title(
-        f"Monthly cost vs volume, {series.avg_audio_minutes:g} min average audio", fontsize=10
+        f"Monthly cost vs volume, {series.avg_audio_minutes:.3g} min average audio", fontsize=10
     )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(True, which="major", alpha=0.3)

@@ -172,13 +172,13 @@ def read_usage(
     until: datetime | None = None,
 ) -> Usage:
     """Read the last ``days`` days of tasks (ending ``until``, default the database's now)."""
+    low, high = DAYS_LIMITS
+    if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
+        raise UsageError(f"invalid days: must be a whole number from {low} to {high} (got {days})")
     if not dsn:
         raise UsageError(
             "DATABASE_URL is not set: it names the platform database to read", unavailable=True
         )
-    low, high = DAYS_LIMITS
-    if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
-        raise UsageError(f"invalid days: must be a whole number from {low} to {high} (got {days})")
     (start, end), hourly, summary, busiest = asyncio.run(_fetch(dsn, days, until))
     where = describe_database(dsn)
     tasks = int(summary["tasks"])
