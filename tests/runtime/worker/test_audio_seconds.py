@@ -118,20 +118,7 @@ async def test_reported_lengths_are_checked_before_they_are_stored() -> None:
 async def test_pocketsphinx_measures_the_decoded_audio() -> None:
     with wave.open(str(SAMPLE_WAV)) as w:
         expected = w.getnframes() / w.getframerate()
-    data = SAMPLE_WAV.read_bytes()
-
-    async def read() -> bytes:
-        return data
-
-    audio = AudioInput(
-        task_id=uuid.uuid4(),
-        tenant_id=uuid.uuid4(),
-        bucket="b",
-        key="uploads/x/y/demo.wav",
-        content_type="audio/wav",
-        language="en-US",
-        read=read,
-    )
+    audio = fake_openai.audio(SAMPLE_WAV.read_bytes())
     transcript = await PocketSphinxTranscriber().transcribe(audio)
     assert transcript.duration_seconds == pytest.approx(expected, abs=0.01)
 
