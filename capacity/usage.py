@@ -120,7 +120,12 @@ def describe_database(dsn: str) -> str:
 
 
 async def _fetch(dsn: str, days: int, until: datetime | None) -> tuple[Any, list[Any], Any, Any]:
-    import asyncpg  # noqa: PLC0415 - only --from-usage needs a database driver
+    try:
+        import asyncpg  # noqa: PLC0415 - only --from-usage needs a database driver
+    except ImportError:
+        raise UsageError(
+            "reading usage needs asyncpg (pip install -r requirements-dev.txt)", unavailable=True
+        ) from None
 
     where = describe_database(dsn)
     try:
