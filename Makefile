@@ -79,8 +79,13 @@ snapshot-update: install ## rewrite the stack snapshots after an intended change
 	$(PY) -m pytest tests/infra --snapshot-update
 
 .PHONY: plan
-plan: install ## capacity plan for a workload: make plan TASKS=50000 MINUTES=3
-	@$(PY) -m capacity plan --tasks-per-month $(or $(TASKS),50000) --avg-audio-minutes $(or $(MINUTES),3)
+plan: install ## capacity plan: make plan TASKS=50000 MINUTES=3, or make plan USAGE=1 [DAYS=30] (DATABASE_URL)
+	@$(PY) -m capacity plan $(if $(USAGE),--from-usage --days $(or $(DAYS),30) $(if $(TASKS),--tasks-per-month $(TASKS)) $(if $(MINUTES),--avg-audio-minutes $(MINUTES)),--tasks-per-month $(or $(TASKS),50000) --avg-audio-minutes $(or $(MINUTES),3))
+
+.PHONY: capacity-docs
+capacity-docs: install ## regenerate the planner's tables in docs/capacity.md and its crossover chart
+	@$(PY) -m capacity docs
+	@$(PY) -m capacity crossover --out docs/capacity-crossover.png --tasks-per-month 50000
 
 .PHONY: planner
 planner: install ## the interactive capacity planner page on http://127.0.0.1:8050

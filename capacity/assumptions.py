@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,7 +29,8 @@ class AssumptionError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and NaN are never a price, a rate or a count: a float field rejects them by name
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # --- managed services ---------------------------------------------------------------------------
@@ -69,15 +71,6 @@ class BedrockPrice(_Model):
 class Bedrock(_Model):
     model: str = Field(description="key into prices: the model the platform is configured with")
     prices: dict[str, BedrockPrice] = Field(description="on-demand prices per model")
-    transcript_tokens_per_audio_minute: PositiveFloat = Field(
-        description="tokens of transcript per minute of speech (LLM input)"
-    )
-    prompt_overhead_tokens: NonNegativeFloat = Field(
-        description="system prompt and instructions per summary, tokens (LLM input)"
-    )
-    output_tokens_per_summary: PositiveFloat = Field(
-        description="tokens generated per summary (LLM output)"
-    )
 
     @model_validator(mode="after")
     def _model_known(self) -> Bedrock:
@@ -86,6 +79,18 @@ class Bedrock(_Model):
                 f"model: unknown model {self.model!r} (known: {', '.join(sorted(self.prices))})"
             )
         return self
+
+
+class SummaryTokens(_Model):
+    """The LLM's work per task, the same for Bedrock (billed) and vLLM (GPU time)."""
+
+    transcript_tokens_per_audio_minute: PositiveFloat = Field(
+        description="tokens of transcript per minute of speech (LLM input)"
+    )
+    prompt_overhead_tokens: NonNegativeFloat = Field(
+        description="system prompt and instructions per summary, tokens (LLM input)"
+    )
+    output_tokens: PositiveFloat = Field(description="tokens generated per summary (LLM output)")
 
 
 # --- self-hosted GPUs ---------------------------------------------------------------------------
@@ -112,11 +117,14 @@ class SttPool(_Model):
 
 class LlmPool(_Model):
     instance_type: str = Field(description="GPU instance type of the vLLM pool")
-    output_tokens_per_second: PositiveFloat = Field(
-        description="LLM throughput per GPU: generated tokens per second at `concurrency`"
+    prefill_tokens_per_second: PositiveFloat = Field(
+        description="LLM prompt processing per GPU: input tokens per second of GPU time"
+    )
+    decode_tokens_per_second: PositiveFloat = Field(
+        description="LLM generation per GPU: output tokens per second, batched at `concurrency`"
     )
     concurrency: Annotated[int, Field(ge=1)] = Field(
-        description="concurrent requests per GPU at which the throughput holds"
+        description="concurrent requests per GPU at which the decode throughput holds"
     )
 
 
@@ -124,12 +132,18 @@ class Gpu(_Model):
     instances: dict[str, GpuInstance] = Field(description="GPU instance types the pools may use")
     stt: SttPool
     llm: LlmPool
-    spot_share: Fraction = Field(description="share of GPU hours on Spot (0..1)")
+    spot_share: Fraction = Field(
+        description="share of the GPU hours above on_demand_base_gpus that run on Spot (0..1)"
+    )
     target_utilisation: Annotated[float, Field(gt=0, le=1)] = Field(
         description="utilisation the autoscaler aims for at peak (0..1]"
     )
     min_gpus_per_pool: Annotated[int, Field(ge=1)] = Field(
         description="GPUs each pool keeps warm when self-hosting (cold start is minutes)"
+    )
+    on_demand_base_gpus: Annotated[int, Field(ge=0)] = Field(
+        description="GPUs of each pool that run On-Demand every hour they run; spot_share "
+        "applies to the GPUs above them"
     )
     phase2_max_gpus_per_pool: Annotated[int, Field(ge=1)] = Field(
         description="largest pool phase 2 is sized for; beyond it the plan moves to phase 3"
@@ -147,11 +161,36 @@ class Gpu(_Model):
         return self
 
 
+HOURS_PER_DAY = 24
+
+
 class Load(_Model):
-    peak_to_average: Annotated[float, Field(ge=1)] = Field(
-        description="peak hourly load divided by the monthly average load"
+    hourly_profile: tuple[Annotated[float, Field(ge=0, le=1e12)], ...] = Field(
+        min_length=HOURS_PER_DAY,
+        max_length=HOURS_PER_DAY,
+        description="share of a day's tasks arriving in each hour 0..23 (any scale: the "
+        "planner divides by the sum); every day of the month has this shape",
     )
-    hours_per_month: PositiveFloat = Field(description="hours billed per month")
+    hours_per_month: Annotated[float, Field(ge=28 * 24, le=31 * 24)] = Field(
+        description="hours billed per month (672..744)"
+    )
+
+    @model_validator(mode="after")
+    def _some_traffic(self) -> Load:
+        if not any(w > 0 for w in self.hourly_profile):
+            raise ValueError("hourly_profile: at least one hour must have traffic")
+        return self
+
+    @property
+    def hourly_shares(self) -> tuple[float, ...]:
+        """The profile scaled to sum to 1."""
+        total = math.fsum(self.hourly_profile)
+        return tuple(w / total for w in self.hourly_profile)
+
+    @property
+    def peak_to_average(self) -> float:
+        """Busiest hour's load divided by the day's average hourly load."""
+        return max(self.hourly_shares) * HOURS_PER_DAY
 
 
 # --- fixed platform cost ------------------------------------------------------------------------
@@ -244,6 +283,7 @@ class Assumptions(_Model):
 
     transcribe: Transcribe
     bedrock: Bedrock
+    summary: SummaryTokens
     gpu: Gpu
     load: Load
     infra: InfraPrices
@@ -345,6 +385,17 @@ def _resolve(data: Any, parts: list[str], full: str) -> tuple[Any, str | int]:
         node = node[key]
 
 
+RENAMED = {
+    "load.peak_to_average": "load.hourly_profile: 24 hourly shares, peak/average follows from them",
+    "bedrock.transcript_tokens_per_audio_minute": "summary.transcript_tokens_per_audio_minute",
+    "bedrock.prompt_overhead_tokens": "summary.prompt_overhead_tokens",
+    "bedrock.output_tokens_per_summary": "summary.output_tokens",
+    "gpu.llm.output_tokens_per_second": "gpu.llm.prefill_tokens_per_second and "
+    "gpu.llm.decode_tokens_per_second",
+}
+"""Assumptions that were replaced, and what replaced them (named when one is set)."""
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -362,7 +413,13 @@ def _set(data: dict[str, Any], assignment: str) -> str:
     except KeyError:
         paths = [p for p, _ in iter_leaves({k: v for k, v in data.items() if k != "sources"})]
         near = difflib.get_close_matches(path, paths, n=1)
-        hint = f" (did you mean {near[0]}?)" if near else ""
+        hint = (
+            f" (now {RENAMED[path]})"
+            if path in RENAMED
+            else f" (did you mean {near[0]}?)"
+            if near
+            else ""
+        )
         raise AssumptionError(f"--set {path}: unknown assumption{hint}") from None
     container[key] = _parse_value(raw.strip())
     return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import FuncFormatter
 
 from capacity.assumptions import AssumptionError
@@ -26,9 +27,14 @@ def _tasks(value: float, _pos: object = None) -> str:
     return f"{value / 1e6:g}M" if value >= 1e6 else f"{value / 1e3:g}K"
 
 
-def draw(series: Series, *, marker_tasks: int | None = None) -> bytes:
-    """PNG bytes of the chart; phase bands behind, crossover marked, optional current volume."""
-    fig = Figure(figsize=(8, 4.5), dpi=90)
+def figure(series: Series, *, marker_tasks: int | None = None) -> Figure:
+    """The chart as a Figure: phase bands behind, crossover marked, optional current volume.
+
+    Every label is placed inside the figure: the phase names sit inside their bands (the last
+    one right-aligned a few points in from the edge) and constrained layout keeps room for the
+    first and last tick labels.
+    """
+    fig = Figure(figsize=(8, 4.5), dpi=90, layout=ConstrainedLayoutEngine(w_pad=0.12, h_pad=0.08))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     xs = series.tasks_per_month
@@ -38,17 +44,25 @@ def draw(series: Series, *, marker_tasks: int | None = None) -> bytes:
             phase = series.recommended_phase[start]
             right = xs[i] if i < len(xs) else xs[-1]
             ax.axvspan(xs[start], right, color=PHASE_COLOURS[phase], zorder=0)
-            narrow = right / xs[start] < 4 and i == len(xs)
-            x_text, align = (right, "right") if narrow else ((xs[start] * right) ** 0.5, "center")
-            ax.text(
-                x_text,
-                0.97,
+            last = i == len(xs)
+            narrow = right / xs[start] < 4
+            if last and narrow:  # hug the right edge, inside the axes
+                x_text, align, dx = right, "right", -4
+            elif narrow and start == 0:
+                x_text, align, dx = xs[start], "left", 4
+            else:
+                x_text, align, dx = (xs[start] * right) ** 0.5, "center", 0
+            ax.annotate(
                 PHASE_NAMES[phase],
-                transform=ax.get_xaxis_transform(),
+                xy=(x_text, 0.97),
+                xycoords=("data", "axes fraction"),
+                xytext=(dx, 0),
+                textcoords="offset points",
                 ha=align,
                 va="top",
                 fontsize=8,
                 color="#444",
+                bbox={"boxstyle": "round,pad=0.2", "fc": (1, 1, 1, 0.6), "ec": "none"},
             )
             start = i
     ax.plot(
@@ -66,12 +80,13 @@ def draw(series: Series, *, marker_tasks: int | None = None) -> bytes:
             f"crossover ~{cross:,} tasks/month",
             xy=(cross, 0.5),
             xycoords=("data", "axes fraction"),
-            xytext=(6, 0),
+            xytext=(-4 if cross > (xs[0] * xs[-1]) ** 0.5 else 6, 0),
             textcoords="offset points",
             fontsize=8,
             color="#c0392b",
             rotation=90,
             va="center",
+            ha="right" if cross > (xs[0] * xs[-1]) ** 0.5 else "left",
         )
     if marker_tasks is not None and xs[0] <= marker_tasks <= xs[-1]:
         ax.axvline(marker_tasks, color="#555", lw=1, ls=":")
@@ -83,13 +98,17 @@ def draw(series: Series, *, marker_tasks: int | None = None) -> bytes:
     ax.set_xlabel("tasks per month")
     ax.set_ylabel("USD per month")
     ax.set_title(
-        f"Monthly cost vs volume, {series.avg_audio_minutes:g} min average audio", fontsize=10
+        f"Monthly cost vs volume, {series.avg_audio_minutes:.3g} min average audio", fontsize=10
     )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout(pad=1.2)
+    return fig
+
+
+def draw(series: Series, *, marker_tasks: int | None = None) -> bytes:
+    """PNG bytes of the chart."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    figure(series, marker_tasks=marker_tasks).savefig(buf, format="png")
     return buf.getvalue()
 
 

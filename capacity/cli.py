@@ -1,19 +1,23 @@
-"""``python -m capacity {plan,crossover,cost,serve,assumptions}``.
+"""``python -m capacity {plan,crossover,cost,serve,assumptions,docs}``.
 
-Bad input prints one line naming the field and exits 2; nothing is half-written.
+Bad input prints one line naming the field and exits 2; nothing is half-written. Inputs outside
+the brief's ranges (1K-1M tasks/month, 0.5-10 min) are planned all the same, with a
+``warning:`` line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from capacity.assumptions import AssumptionError, Assumptions, iter_leaves, load_assumptions
-from capacity.model import Plan, cost_series, plan
+from capacity.model import DEFAULT_MINUTES, DEFAULT_TASKS, Plan, cost_series, plan
+from capacity.usage import DAYS_LIMITS, Usage, UsageError, plan_from_usage, read_usage
 
 PHASE_NAMES = {1: "MVP", 2: "Growth", 3: "Scale"}
 
@@ -21,6 +25,10 @@ PHASE_NAMES = {1: "MVP", 2: "Growth", 3: "Scale"}
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _by_hour(gpus: tuple[int, ...]) -> str:
+    return "00-23h  " + " ".join(str(n) for n in gpus)
 
 
 def _usd(v: float) -> str:
@@ -45,6 +53,13 @@ def render_plan(p: Plan) -> str:
         ),
         ("KEDA max replicas", f"stt {p.stt_max_replicas}, llm {p.llm_max_replicas}"),
         (
+            "GPU hours / month",
+            f"stt {p.stt_gpu_hours:,.0f}, llm {p.llm_gpu_hours:,.0f}   (if self-hosting; "
+            f"whole GPUs each hour, busiest hour {p.peak_to_average:.2g}x the average)",
+        ),
+        ("STT GPUs by hour", _by_hour(p.stt_gpus_by_hour)),
+        ("LLM GPUs by hour", _by_hour(p.llm_gpus_by_hour)),
+        (
             "self-hosted monthly",
             f"{_usd(p.self_hosted_monthly_usd)}   (GPUs "
             f"{_usd(s[0] + s[1])} + phase {p.self_hosted_phase} platform {_usd(s[2])})",
@@ -63,7 +78,8 @@ def render_plan(p: Plan) -> str:
         (
             "peak load",
             f"{p.peak_audio_minutes_per_minute:g} audio min/min (STT), "
-            f"{p.peak_output_tokens_per_second:g} output tokens/s (LLM)",
+            f"{p.peak_output_tokens_per_second:g} output tokens/s from "
+            f"{p.llm_input_tokens_per_task:,.0f}-token prompts (LLM)",
         ),
     ]
     width = max(len(k) for k, _ in rows)
@@ -79,6 +95,35 @@ def render_plan(p: Plan) -> str:
                 f"{x.recommended_phase_low} / {x.recommended_phase_high}"
             )
             out.append(f"    source: {x.source}")
+    return "\n".join(out)
+
+
+def render_usage(u: Usage) -> str:
+    pct = u.audio_minutes_percentiles
+    length = (
+        "not measured"
+        if u.avg_audio_minutes is None
+        else f"mean {u.avg_audio_minutes:.2f} min, p50 {pct['p50']:.2f}, p90 {pct['p90']:.2f}, "
+        f"p99 {pct['p99']:.2f}, max {pct['max']:.2f}   ({u.measured_tasks:,} measured)"
+    )
+    average_hour = u.tasks / (u.days * 24)
+    busiest = (
+        f"{u.busiest_hour:%Y-%m-%d %H:00} UTC, {u.busiest_hour_tasks:,} tasks "
+        f"({u.busiest_hour_tasks / average_hour:.1f}x the average hour)"
+        if u.busiest_hour
+        else "-"
+    )
+    rows = [
+        ("tasks / month", f"{u.tasks_per_month:,.0f}"),
+        ("audio length", length),
+        ("tasks by hour", "00-23h UTC  " + " ".join(f"{n:,}" for n in u.tasks_by_hour)),
+        ("busiest hour", busiest),
+    ]
+    out = [
+        f"Measured usage: {u.tasks:,} tasks queued {u.since:%Y-%m-%d %H:%M} to "
+        f"{u.until:%Y-%m-%d %H:%M} UTC ({u.days} days) in {u.database}"
+    ]
+    out += [f"  {k:<14}  {v}" for k, v in rows]
     return "\n".join(out)
 
 
@@ -106,8 +151,31 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("plan", help="phase, GPUs and monthly cost for a workload")
-    p.add_argument("--tasks-per-month", type=int, default=50_000)
-    p.add_argument("--avg-audio-minutes", type=float, default=3.0)
+    p.add_argument(
+        "--tasks-per-month",
+        type=int,
+        default=None,
+        help=f"monthly tasks (default {DEFAULT_TASKS:,}; with --from-usage: the measured volume)",
+    )
+    p.add_argument(
+        "--avg-audio-minutes",
+        type=float,
+        default=None,
+        help=f"average audio length (default {DEFAULT_MINUTES:g}; with --from-usage: measured)",
+    )
+    p.add_argument(
+        "--from-usage",
+        action="store_true",
+        help="plan from the tasks in DATABASE_URL (read-only): volume, audio lengths and "
+        "hourly profile; --tasks-per-month / --avg-audio-minutes then replace the measured value",
+    )
+    p.add_argument(
+        "--days",
+        type=int,
+        default=30,
+        help=f"with --from-usage: the last N days of tasks ({DAYS_LIMITS[0]}-{DAYS_LIMITS[1]}, "
+        "default 30)",
+    )
     p.add_argument("--json", action="store_true")
     _add_assumption_args(p)
 
@@ -130,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("assumptions", help="every assumption with its value and source")
     a.add_argument("--json", action="store_true")
     _add_assumption_args(a)
+
+    d = sub.add_parser("docs", help="regenerate the tables of docs/capacity.md (defaults only)")
+    d.add_argument("file", type=Path, nargs="?", default=None, help="default: docs/capacity.md")
+    d.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date")
     return parser
 
 
@@ -164,13 +236,59 @@ def _assumptions(args: argparse.Namespace, a: Assumptions) -> str:
     return "\n".join(f"{p} = {v!r}    # {s}" for p, v, s in rows)
 
 
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _plan(args: argparse.Namespace, a: Assumptions) -> str:
+    if not args.from_usage:
+        tasks = DEFAULT_TASKS if args.tasks_per_month is None else args.tasks_per_month
+        minutes = DEFAULT_MINUTES if args.avg_audio_minutes is None else args.avg_audio_minutes
+        result = plan(tasks, minutes, a)
+        _warn(result.warnings)
+        return result.model_dump_json(indent=2) if args.json else render_plan(result)
+    usage = read_usage(
+        os.environ.get("DATABASE_URL"), args.days, hours_per_month=a.load.hours_per_month
+    )
+    result = plan_from_usage(
+        usage, a, tasks_per_month=args.tasks_per_month, avg_audio_minutes=args.avg_audio_minutes
+    )
+    _warn(usage.warnings + result.warnings)
+    if args.json:
+        return json.dumps(
+            {**result.model_dump(mode="json"), "usage": usage.model_dump(mode="json")}, indent=2
+        )
+    return render_usage(usage) + "\n" + render_plan(result)
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from capacity import docs  # noqa: PLC0415 - only this command renders the docs
+
+    path = args.file or docs.DOC
+    if args.check:
+        stale = docs.stale_blocks(path)
+        if stale:
+            print(
+                f"{path}: out of date: {', '.join(stale)} (run `make capacity-docs`)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{path}: up to date")
+        return 0
+    changed = docs.write(path)
+    print(f"{path}: {'updated ' + ', '.join(changed) if changed else 'already up to date'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "docs":
+            return _docs(args)
         a = load_assumptions(args.assumptions, args.sets)
         if args.command == "plan":
-            result = plan(args.tasks_per_month, args.avg_audio_minutes, a)
-            print(result.model_dump_json(indent=2) if args.json else render_plan(result))
+            print(_plan(args, a))
         elif args.command == "crossover":
             from capacity.chart import write_png  # noqa: PLC0415 - matplotlib only when drawing
 
@@ -189,8 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from capacity.server import serve  # noqa: PLC0415
 
-            serve(a, args.host, args.port)
-    except AssumptionError as exc:
+            serve(a, args.host, args.port, database_url=os.environ.get("DATABASE_URL"))
+    except (AssumptionError, UsageError) as exc:
         print(f"python -m capacity {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0

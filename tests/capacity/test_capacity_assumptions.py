@@ -72,13 +72,13 @@ def test_set_overrides_any_path_including_dotted_keys() -> None:
         sets=[
             "gpu.instances.g6.xlarge.spot_usd_per_hour=0.25",
             "gpu.stt.instance_type=g6.xlarge",
-            "load.peak_to_average=2",
+            "load.hourly_profile=[" + ",".join(["1"] * 12 + ["3"] * 12) + "]",
         ]
     )
     assert a.gpu.stt.instance_type == "g6.xlarge"
     assert a.gpu.instances["g6.xlarge"].spot_usd_per_hour == 0.25
-    assert a.load.peak_to_average == 2.0
-    assert a.source_of("load.peak_to_average") == "override from --set"
+    assert a.load.peak_to_average == 1.5  # 3 / mean 2
+    assert a.source_of("load.hourly_profile.5") == "override from --set"
 
 
 @pytest.mark.parametrize(
@@ -93,6 +93,18 @@ def test_set_overrides_any_path_including_dotted_keys() -> None:
         ("gpu.instances.g5.xlarge.spot_usd_per_hour=5", "gpu.instances.g5.xlarge"),
         ("phases.fixed.2.1.size=m9.huge", "phases.fixed.2.1.size"),
         ("gpu.spot_shar=0.3", "gpu.spot_shar"),
+        ("load.hours_per_month=Infinity", "load.hours_per_month"),
+        ("load.hours_per_month=NaN", "load.hours_per_month"),
+        ("load.hours_per_month=1e309", "load.hours_per_month"),
+        ("gpu.spot_share=NaN", "gpu.spot_share"),
+        ("gpu.instances.g5.xlarge.on_demand_usd_per_hour=Infinity", "on_demand_usd_per_hour"),
+        ("gpu.llm.decode_tokens_per_second=-Infinity", "gpu.llm.decode_tokens_per_second"),
+        ("transcribe.tiers.1.up_to_minutes=NaN", "transcribe.tiers.1.up_to_minutes"),
+        ("load.hourly_profile=[1, 2]", "load.hourly_profile"),
+        ("load.hourly_profile=" + str([0] * 24), "load.hourly_profile"),
+        ("load.hourly_profile.3=Infinity", "load.hourly_profile.3"),
+        ("load.peak_to_average=Infinity", "load.hourly_profile"),  # replaced: named
+        ("bedrock.output_tokens_per_summary=300", "summary.output_tokens"),
     ],
 )
 def test_invalid_values_are_rejected_in_one_line_naming_the_field(

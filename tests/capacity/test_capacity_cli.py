@@ -115,3 +115,34 @@ def test_assumptions_lists_every_value_with_its_source(capsys: pytest.CaptureFix
     by_path = {r["path"]: r for r in rows}
     assert by_path["transcribe.tiers.0.usd_per_minute"]["value"] == 0.024
     assert all(r["source"] for r in rows)
+
+
+def test_inputs_outside_the_briefs_ranges_warn_on_stderr_and_still_plan() -> None:
+    done = run("plan", "--tasks-per-month", "5000000", "--avg-audio-minutes", "0.3", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)  # stdout stays clean JSON
+    assert answer["recommended_phase"] in (2, 3)
+    warnings = done.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings)
+    assert "tasks_per_month" in warnings[0] and "avg_audio_minutes" in warnings[1]
+    quiet = run("plan", "--tasks-per-month", "50000", "--avg-audio-minutes", "3")
+    assert quiet.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["plan", "--set", "load.peak_to_average=Infinity"], "load.hourly_profile"),
+        (["plan", "--set", "load.hours_per_month=Infinity"], "load.hours_per_month"),
+        (["plan", "--set", "load.hours_per_month=NaN"], "load.hours_per_month"),
+        (["plan", "--avg-audio-minutes", "nan"], "avg_audio_minutes"),
+        (["plan", "--avg-audio-minutes", "inf"], "avg_audio_minutes"),
+        (["plan", "--from-usage", "--days", "0"], "days"),
+    ],
+)
+def test_inf_and_nan_end_in_one_line_not_a_traceback(args: list[str], named: str) -> None:
+    done = run(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert named in line

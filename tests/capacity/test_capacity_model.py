@@ -136,3 +136,93 @@ def test_invalid_workloads_are_rejected_by_name(defaults: Assumptions) -> None:
         plan(0, 3.0, defaults)
     with pytest.raises(AssumptionError, match="avg_audio_minutes"):
         plan(50_000, -1.0, defaults)
+
+
+def test_gpus_follow_the_day_in_whole_gpus_and_are_billed_hour_by_hour(
+    defaults: Assumptions,
+) -> None:
+    # 1M tasks x 1 min: the average hour needs 0.8 GPU, the busiest hour 2.4 of them
+    p = plan(1_000_000, 1.0, defaults, with_sensitivity=False)
+    g = defaults.gpu
+    per_gpu = g.stt.audio_minutes_per_gpu_minute * g.target_utilisation
+    average_hour = 1_000_000 * 1.0 / (730 * 60)
+    shares = defaults.load.hourly_shares
+    assert p.stt_gpus_by_hour == tuple(
+        max(1, math.ceil(average_hour * 24 * s / per_gpu)) for s in shares
+    )
+    assert p.stt_gpu_hours == pytest.approx(730 / 24 * sum(p.stt_gpus_by_hour), abs=0.1)
+    assert p.stt_max_replicas == max(p.stt_gpus_by_hour) == 3
+    # spreading the average evenly would bill one warm GPU (730 h); the day needs ~1.5 GPUs
+    assert p.stt_gpu_hours / 730 == pytest.approx(1.54, abs=0.01)
+    blended = 0.5 * 0.40 + 0.5 * 1.006
+    assert p.self_hosted_lines[0].monthly_usd == pytest.approx(p.stt_gpu_hours * blended, abs=0.5)
+
+
+def test_a_flat_day_needs_no_more_than_its_average(defaults: Assumptions) -> None:
+    flat = with_value(defaults, "load.hourly_profile", [1.0] * 24)
+    p = plan(1_000_000, 3.0, flat, with_sensitivity=False)
+    assert p.peak_to_average == 1.0
+    assert len(set(p.stt_gpus_by_hour)) == 1
+    busy = plan(1_000_000, 3.0, defaults, with_sensitivity=False)
+    assert busy.stt_max_replicas > p.stt_max_replicas
+
+
+def test_spot_and_on_demand_split_per_hour(defaults: Assumptions) -> None:
+    # one On-Demand GPU each hour, every GPU above it on Spot
+    mixed = with_value(with_value(defaults, "gpu.on_demand_base_gpus", 1), "gpu.spot_share", 1.0)
+    p = plan(1_000_000, 3.0, mixed, with_sensitivity=False)
+    days = 730 / 24
+    expected = days * sum(1.006 + (n - 1) * 0.40 for n in p.stt_gpus_by_hour)
+    assert p.self_hosted_lines[0].monthly_usd == pytest.approx(expected, abs=0.5)
+    on_demand = with_value(defaults, "gpu.spot_share", 0.0)
+    assert plan(1_000_000, 3.0, on_demand, with_sensitivity=False).self_hosted_lines[
+        0
+    ].monthly_usd == pytest.approx(p.stt_gpu_hours * 1.006, abs=0.5)
+
+
+def test_llm_gpu_time_grows_with_the_prompt_that_longer_audio_makes(
+    defaults: Assumptions,
+) -> None:
+    short = plan(1_000_000, 0.5, defaults, with_sensitivity=False)
+    long = plan(1_000_000, 10.0, defaults, with_sensitivity=False)
+    assert (short.llm_input_tokens_per_task, long.llm_input_tokens_per_task) == (600, 2_500)
+    assert long.llm_gpu_hours > short.llm_gpu_hours
+    assert long.self_hosted_lines[1].monthly_usd > short.self_hosted_lines[1].monthly_usd
+
+
+def test_prefill_and_decode_figures_reproduce_the_benchmark_they_come_from(
+    defaults: Assumptions,
+) -> None:
+    """vLLM on one A10G: 550 tokens in, 150 out, 290 output tokens/s measured at concurrency 16."""
+    llm = defaults.gpu.llm
+    seconds = 550 / llm.prefill_tokens_per_second + 150 / llm.decode_tokens_per_second
+    assert 150 / seconds == pytest.approx(290, rel=0.05)
+
+
+def test_inputs_outside_the_briefs_ranges_are_planned_with_a_warning(
+    defaults: Assumptions,
+) -> None:
+    assert plan(50_000, 3.0, defaults, with_sensitivity=False).warnings == ()
+    p = plan(2_000_000, 12.0, defaults, with_sensitivity=False)
+    assert len(p.warnings) == 2
+    assert "tasks_per_month" in p.warnings[0] and "avg_audio_minutes" in p.warnings[1]
+    assert p.recommended_phase == 3
+    assert "tasks_per_month" in plan(500, 0.2, defaults, with_sensitivity=False).warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "minutes"),
+    [(math.nan, 3.0), (math.inf, 3.0), (1e309, 3.0), (50_000, math.nan), (50_000, math.inf)],
+)
+def test_inf_and_nan_workloads_are_refused_by_name(
+    defaults: Assumptions, tasks: float, minutes: float
+) -> None:
+    with pytest.raises(AssumptionError, match=r"tasks_per_month|avg_audio_minutes"):
+        plan(tasks, minutes, defaults)  # type: ignore[arg-type]
+
+
+def test_measured_short_clips_pay_transcribes_minimum(defaults: Assumptions) -> None:
+    # half the tasks are 6-second clips billed as 15 s, half are 5.9 min: mean 3 min
+    quantiles = [0.1] * 50 + [5.9] * 50
+    p = plan(10_000, 3.0, defaults, with_sensitivity=False, audio_quantiles=quantiles)
+    assert p.managed_lines[0].monthly_usd == pytest.approx(10_000 * (3.0 + 0.5 * 0.15) * 0.024)

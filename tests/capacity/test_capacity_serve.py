@@ -3,54 +3,23 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from capacity_test_paths import REPO
+from capacity_test_paths import get, planner_server
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from capacity import plan
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capacity", "serve", "--host", "127.0.0.1", "--port", "0"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        found = re.search(r"http://127\.0\.0\.1:\d+/", first)
-        assert found, f"serve did not print its address: {first!r}"
-        yield found.group(0)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def get(url: str) -> tuple[int, bytes, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return resp.status, resp.read(), resp.headers["Content-Type"]
-    except urllib.error.HTTPError as err:
-        return err.code, err.read(), err.headers["Content-Type"]
+    with planner_server() as url:
+        yield url
 
 
 def test_plan_endpoint_answers_with_the_python_model(server: str) -> None:
@@ -73,35 +42,53 @@ def test_bad_input_gets_a_json_error_naming_the_field(server: str) -> None:
     assert json.loads(body)["error"]["code"] == "invalid_input"
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "tasks_per_month=nan",
+        "tasks_per_month=inf",
+        "tasks_per_month=-inf",
+        "tasks_per_month=1e309",
+        "tasks_per_month=1e30",
+        "avg_audio_minutes=nan",
+        "avg_audio_minutes=Infinity",
+        "avg_audio_minutes=1e309",
+        "avg_audio_minutes=-0",
+        "from_usage=abc",
+        "from_usage=0",
+        "from_usage=1e309",
+    ],
+)
+@pytest.mark.parametrize("path", ["api/plan", "api/chart.png"])
+def test_every_bad_number_is_a_400_json_answer(server: str, path: str, query: str) -> None:
+    status, body, ctype = get(f"{server}{path}?{query}")
+    assert (status, ctype) == (400, "application/json")
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_input"
+    name = query.split("=", 1)[0]
+    assert name.replace("from_usage", "days") in error["message"]
+
+
+def test_inputs_outside_the_briefs_ranges_come_with_warnings(server: str) -> None:
+    status, body, _ = get(server + "api/plan?tasks_per_month=5000000&avg_audio_minutes=0.2")
+    assert status == 200
+    answer = json.loads(body)
+    assert len(answer["warnings"]) == 2
+    assert answer["plan"]["warnings"] == answer["warnings"]
+    status, body, _ = get(server + "api/plan?tasks_per_month=50000&avg_audio_minutes=3")
+    assert json.loads(body)["warnings"] == []
+
+
+def test_usage_without_a_database_is_a_503_json_answer(server: str) -> None:
+    status, body, _ = get(server + "api/plan?from_usage=30")
+    assert status == 503
+    assert "DATABASE_URL" in json.loads(body)["error"]["message"]
+
+
 def test_chart_endpoint_returns_a_png(server: str) -> None:
     status, body, ctype = get(server + "api/chart.png?tasks_per_month=50000&avg_audio_minutes=3")
     assert (status, ctype) == (200, "image/png")
     assert body.startswith(b"\x89PNG")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(
-            f"headless Chromium is needed for this test; missing {', '.join(missing)}: "
-            "run `bash tools/ensure_chromium.sh` (apt-get install chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1200,1400",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _answers(driver: webdriver.Chrome) -> dict[str, str]:

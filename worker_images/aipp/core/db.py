@@ -336,6 +336,7 @@ class Database:
             "transcript_key",
             "result_key",
             "summary",
+            "audio_seconds",
         }
         unknown = set(fields) - allowed
         if unknown:

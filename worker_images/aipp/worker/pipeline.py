@@ -191,7 +191,12 @@ class Pipeline:
                 **({"details": transcript.details} if transcript.details else {}),
             },
         )
-        moved, _ = await self._move(task, TaskState.SUMMARIZING, transcript_key=key)
+        moved, _ = await self._move(
+            task,
+            TaskState.SUMMARIZING,
+            transcript_key=key,
+            audio_seconds=transcript.duration_seconds,
+        )
         if moved is None or moved.state is not TaskState.SUMMARIZING:
             return Outcome.DONE  # deleted or failed meanwhile
         await self._send_llm(moved)

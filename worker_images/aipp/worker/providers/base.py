@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,16 @@ class Transcript:
     text: str
     language: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    duration_seconds: float | None = None  # the audio's length, when the provider can tell
+
+
+def seconds_or_none(value: object) -> float | None:
+    """A duration a provider reported (a number or numeric text), if it is a sane one."""
+    try:
+        seconds = float(value) if isinstance(value, int | float | str) else math.nan
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 1e7 else None  # NaN fails both comparisons
 
 
 @dataclass(frozen=True)

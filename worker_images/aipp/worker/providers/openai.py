@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from aipp.worker.errors import ProviderError
-from aipp.worker.providers.base import AudioInput, Summary, Transcript
+from aipp.worker.providers.base import AudioInput, Summary, Transcript, seconds_or_none
 from aipp.worker.providers.chunked import load_prompts, summarize_chunked
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -147,10 +147,13 @@ class OpenAITranscriber:
                 "transcription_failed", "the server's answer has no `text`", retryable=True
             )
         language = body.get("language") if isinstance(body.get("language"), str) else None
+        usage = body.get("usage")  # vLLM and OpenAI: {"type": "duration", "seconds": N}
+        seconds = usage.get("seconds") if isinstance(usage, dict) else body.get("duration")
         return Transcript(
             text=text.strip(),
             language=language or audio.language,
             details={"model": self.model},
+            duration_seconds=seconds_or_none(seconds),
         )
 
 

@@ -49,7 +49,7 @@ class PocketSphinxTranscriber:
 
             return Decoder(samprate=TARGET_RATE, loglevel="FATAL")
 
-    def _recognize(self, data: bytes) -> str:
+    def _recognize(self, data: bytes) -> tuple[str, float]:
         pcm = to_pcm16k(data)
         decoder = self._decoder()
         try:
@@ -61,11 +61,16 @@ class PocketSphinxTranscriber:
                 hyp = decoder.hyp()
                 if hyp is not None and hyp.hypstr:
                     words.append(hyp.hypstr)
-            return " ".join(words)
+            return " ".join(words), len(pcm) / (2 * TARGET_RATE)
         finally:
             self._idle.put(decoder)
 
     async def transcribe(self, audio: AudioInput) -> Transcript:
         data = await audio.read()
-        text = await asyncio.to_thread(self._recognize, data)
-        return Transcript(text=text, language="en-US", details={"engine": "pocketsphinx"})
+        text, seconds = await asyncio.to_thread(self._recognize, data)
+        return Transcript(
+            text=text,
+            language="en-US",
+            details={"engine": "pocketsphinx"},
+            duration_seconds=seconds,
+        )

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from aipp.core.storage import Storage
 from aipp.worker.errors import ProviderError
-from aipp.worker.providers.base import AudioInput, Transcript
+from aipp.worker.providers.base import AudioInput, Transcript, seconds_or_none
 
 if TYPE_CHECKING:
     from mypy_boto3_transcribe import TranscribeServiceClient
@@ -169,8 +169,11 @@ class TranscribeTranscriber:
             raise ProviderError(
                 "transcription_failed", "Transcribe's output has no transcript", retryable=True
             ) from None
+        ends = [i["end_time"] for i in document["results"].get("items", []) if "end_time" in i]
         return Transcript(
             text=text.strip(),
             language=job.get("LanguageCode") or request.get("LanguageCode"),
             details={"job": name},
+            # the end of the last recognised word: the length minus any trailing silence
+            duration_seconds=seconds_or_none(ends[-1]) if ends else None,
         )
