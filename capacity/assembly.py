@@ -79,6 +79,11 @@ _USAGE_BASED = frozenset(
         "AWS::CloudFormation::WaitCondition",
         "AWS::CloudFormation::WaitConditionHandle",
         "AWS::CloudFormation::Stack",  # its resources are in its own nested template
+        "AWS::CertificateManager::Certificate",  # public ACM certificates are free
+        "AWS::WAFv2::LoggingConfiguration",  # log ingestion is usage
+        "AWS::WAFv2::WebACLAssociation",
+        "AWS::Route53::RecordSet",  # alias queries to AWS resources are free
+        "AWS::Serverless::Application",  # the rotation function: invocations are usage
     }
 )
 _EKS_CLUSTER_TYPES = frozenset({"AWS::EKS::Cluster", "Custom::AWSCDK-EKS-Cluster"})
@@ -242,6 +247,14 @@ class _Pricer:
             return "customer managed key", 1, p.kms_key_usd_per_month
         if rtype == "AWS::SecretsManager::Secret":
             return "secret", 1, p.secret_usd_per_month
+        if rtype == "AWS::WAFv2::WebACL":
+            rules = props.get("Rules", [])
+            n = len(rules) if isinstance(rules, list) else 0
+            return (
+                f"web ACL with {n} rules (requests are usage)",
+                1,
+                p.waf_web_acl_usd_per_month + n * p.waf_rule_usd_per_month,
+            )
         raise _Unpriced("no price in the model for this resource type")
 
     def _db_instance(

@@ -234,6 +234,10 @@ class InfraPrices(_Model):
     cloudwatch_dashboard_usd_per_month: NonNegativeFloat = Field(description="USD per dashboard")
     kms_key_usd_per_month: NonNegativeFloat = Field(description="USD per customer key-month")
     secret_usd_per_month: NonNegativeFloat = Field(description="USD per Secrets Manager secret")
+    waf_web_acl_usd_per_month: NonNegativeFloat = Field(description="USD per WAF web ACL-month")
+    waf_rule_usd_per_month: NonNegativeFloat = Field(
+        description="USD per WAF rule (a managed rule group counts as one) per month"
+    )
 
 
 class FixedItem(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,16 @@ def test_a_directory_that_is_not_an_assembly_is_rejected(
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(AssumptionError, match="template"):
         estimate_assembly(tmp_path, defaults)
+
+
+def test_a_web_acl_is_priced_per_acl_and_rule(defaults: Assumptions, tmp_path: Path) -> None:
+    assembly = tmp_path / "edge"
+    assembly.mkdir()
+    rules = [{"Name": f"R{i}"} for i in range(4)]
+    template = {
+        "Resources": {"Acl": {"Type": "AWS::WAFv2::WebACL", "Properties": {"Rules": rules}}}
+    }
+    (assembly / "Edge.template.json").write_text(json.dumps(template))
+    (assembly / "manifest.json").write_text(json.dumps({"artifacts": {}}))
+    cost = estimate_assembly(assembly, defaults)
+    assert _line(cost, "Acl") == pytest.approx(5.0 + 4 * 1.0)
