@@ -15,11 +15,18 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
 from tests.images import podman
-from tests.runtime.conftest import ADMIN_DSN, REDIS_URL, AwsNames, aws, moto_endpoint
+from tests.runtime.conftest import (
+    ADMIN_DSN,
+    REDIS_URL,
+    AwsNames,
+    _admin,
+    _with_database,
+    aws,
+    moto_endpoint,
+)
 
 __all__ = ["aws", "moto_endpoint"]  # fixtures shared with the runtime tests
 
@@ -40,20 +47,11 @@ def images_present() -> None:
         )
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     """A new database, created and migrated by the api image (the deploy-time migration task)."""
     name = f"aipp_image_{uuid.uuid4().hex[:12]}"
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    url = f"{base}/{name}"
+    url = _with_database(ADMIN_DSN, name)
     try:
         proc = podman.run_once(
             "api",
