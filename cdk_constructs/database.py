@@ -15,6 +15,8 @@ from phases.models import DatabaseConfig
 
 DB_NAME = "aipp"
 DB_PORT = 5433  # not the well-known port: AwsSolutions-RDS11
+# Characters left out of generated passwords: they would need quoting in a connection URL.
+EXCLUDED_CHARACTERS = "\"@/\\ '%:;?#[]"
 
 # A major version alone is deprecated for new instances (cfn-lint W3691): pin the minor.
 _RDS_VERSIONS = {
@@ -42,7 +44,13 @@ class Database(Construct):
         super().__init__(scope, construct_id)
         removal = RemovalPolicy.RETAIN if config.deletion_protection else RemovalPolicy.DESTROY
         subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-        credentials = rds.Credentials.from_generated_secret("aipp_admin")
+        # The master secret is made here rather than by the engine construct, so that it keeps
+        # its logical id whatever the engine, and lives exactly as long as the database.
+        self.master_secret = rds.DatabaseSecret(
+            self, "MasterSecret", username="aipp_admin", exclude_characters=EXCLUDED_CHARACTERS
+        )
+        self.master_secret.apply_removal_policy(removal)
+        credentials = rds.Credentials.from_secret(self.master_secret)
         self.port = DB_PORT
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, description="Task database", allow_all_outbound=False
@@ -159,7 +167,7 @@ class Database(Construct):
         )
         self.rotation_target.add_rotation_single_user(
             automatically_after=Duration.days(config.secret_rotation_days),
-            exclude_characters="\"@/\\ '%:;?#[]",
+            exclude_characters=EXCLUDED_CHARACTERS,
         )
 
 

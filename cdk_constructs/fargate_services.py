@@ -189,6 +189,33 @@ class ApiService(Construct):
             health_check_grace_period=Duration.seconds(60),
         )
 
+        self.target_group = elbv2.ApplicationTargetGroup(
+            self,
+            "Targets",
+            vpc=vpc,
+            port=API_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            targets=[self.service],
+            deregistration_delay=Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_PATH, healthy_http_codes="200", interval=Duration.seconds(15)
+            ),
+        )
+        # One port-80 listener for the life of the load balancer: it forwards while there is no
+        # certificate and redirects to HTTPS once there is. Adding a second port-80 listener
+        # (CDK's `add_redirect`) beside the old one would be rejected as a duplicate port and
+        # roll the update back.
+        http = self.load_balancer.add_listener(
+            "Http",
+            port=80,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            default_action=elbv2.ListenerAction.redirect(
+                protocol="HTTPS", port="443", permanent=True
+            )
+            if config.certificate_arn
+            else elbv2.ListenerAction.forward([self.target_group]),
+        )
         if config.certificate_arn:
             listener = self.load_balancer.add_listener(
                 "Https",
@@ -196,12 +223,10 @@ class ApiService(Construct):
                 protocol=elbv2.ApplicationProtocol.HTTPS,
                 certificates=[elbv2.ListenerCertificate.from_arn(config.certificate_arn)],
                 ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+                default_action=elbv2.ListenerAction.forward([self.target_group]),
             )
-            self.load_balancer.add_redirect(source_port=80, target_port=443)
         else:
-            listener = self.load_balancer.add_listener(
-                "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP
-            )
+            listener = http
             # No nag rule covers a plain HTTP listener; record the choice as a warning and
             # acknowledge it so it shows in the validation report with its reason.
             Validations.of(listener).add_warning(
@@ -222,16 +247,6 @@ class ApiService(Construct):
                 404,
                 content_type="application/json",
                 message_body='{"error": {"code": "not_found", "message": "Not found"}}',
-            ),
-        )
-        self.target_group = listener.add_targets(
-            "Api",
-            port=API_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.service],
-            deregistration_delay=Duration.seconds(30),
-            health_check=elbv2.HealthCheck(
-                path=HEALTH_PATH, healthy_http_codes="200", interval=Duration.seconds(15)
             ),
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -49,20 +50,41 @@ def parse_env(value: object) -> Env:
 
 
 def parse_overrides(value: object) -> Tree:
-    """`-c overrides=` arrives as a JSON string from the CLI (or a dict from cdk.json)."""
+    """`-c overrides=` arrives as a JSON string from the CLI (or a dict from cdk.json);
+    `@path/to/file.json` reads the JSON from that file instead."""
     if value is None or value == "":
         return {}
     if isinstance(value, Mapping):
         return dict(value)
+    text = str(value)
+    source = "overrides"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = f"overrides file {path}"
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{source} cannot be read: {exc.strerror}") from None
     try:
-        parsed = json.loads(str(value))
+        parsed = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"overrides is not valid JSON: {exc.msg} at char {exc.pos}") from None
+        raise ConfigError(f"{source} is not valid JSON: {exc.msg} at char {exc.pos}") from None
     if not isinstance(parsed, dict):
         raise ConfigError(
             'overrides must be a JSON object, e.g. \'{"queues": {"mode": "per_type"}}\''
         )
     return parsed
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "config"
+
+
+def example_overrides(env: Env) -> Tree:
+    """The documented example overrides of an environment (`config/<env>.example.json`): what
+    `make synth` and the tests add so that prod, which needs a certificate and an alarm
+    address of its own, synthesizes without a real account."""
+    path = EXAMPLES / f"{env.value}.example.json"
+    return parse_overrides(f"@{path}") if path.exists() else {}
 
 
 def deep_merge(base: Tree, top: Mapping[str, Any]) -> Tree:
@@ -98,13 +120,14 @@ def describe(exc: ValidationError) -> str:
     """One line per config mistake: `field.path: what is wrong (valid: ...)`, first one first."""
     parts = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown field (valid: {', '.join(_fields_at(err['loc'][:-1]))})"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        parts.append(f"{loc}: {msg}")
+        # Whole-config checks name their fields themselves.
+        parts.append(f"{loc}: {msg}" if loc else msg)
     more = f" (and {len(parts) - 1} more)" if len(parts) > 1 else ""
     return f"invalid config: {parts[0]}{more}"
 

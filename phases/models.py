@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from phases.eks_facts import DEFAULT_CHARTS, GPU_INSTANCES, KUBECTL_LAYERS, kubectl_layer_for
+from phases.rds_facts import default_max_connections
 
 RoleArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -120,6 +121,22 @@ class BucketConfig(Frozen):
     access_log_retention_days: int = Field(ge=1, description="Days to keep S3 and ALB access logs.")
 
 
+class DbPoolsConfig(Frozen):
+    """Largest connection pool of one process of each kind (`DB_POOL_MAX` of its container).
+
+    The API and the workers are asyncio programs: a handful of connections serves many requests
+    or jobs, which wait for a connection rather than open more. The upload check handles one
+    object at a time per Lambda execution environment.
+    """
+
+    api: int = Field(default=5, ge=1, le=100, description="Pool of one API task or pod.")
+    worker: int = Field(default=3, ge=1, le=100, description="Pool of one worker task or pod.")
+    upload_check: int = Field(
+        default=1, ge=1, le=10, description="Pool of one upload-check Lambda environment."
+    )
+    migration: int = Field(default=2, ge=1, le=10, description="Pool of the migration task.")
+
+
 class DatabaseConfig(Frozen):
     engine: Literal["rds-postgres", "aurora-postgres"] = Field(
         description="RDS PostgreSQL (phases 1-2) or Aurora PostgreSQL (phase 3)."
@@ -144,6 +161,31 @@ class DatabaseConfig(Frozen):
     secret_rotation_days: int = Field(
         default=30, ge=1, le=365, description="Rotate the master credentials every N days."
     )
+    pools: DbPoolsConfig = Field(
+        default_factory=DbPoolsConfig, description="Connection pool size per process kind."
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=10,
+        description=(
+            "The server's `max_connections`; None estimates RDS's default for the instance "
+            "class (phases/rds_facts.py). Set it when a parameter group changes it."
+        ),
+    )
+    connection_headroom_percent: int = Field(
+        default=20,
+        ge=0,
+        le=90,
+        description=(
+            "Share of `max_connections` kept free of the platform's pools: operators, "
+            "monitoring, rotation, and a deployment's old and new tasks overlapping."
+        ),
+    )
+
+    def connection_limit(self) -> int | None:
+        """Connections the platform's pools may use together, after the headroom."""
+        limit = self.max_connections or default_max_connections(self.instance_class)
+        return None if limit is None else limit * (100 - self.connection_headroom_percent) // 100
 
     @model_validator(mode="after")
     def _engine_shape(self) -> Self:
@@ -226,6 +268,40 @@ class FargateServiceConfig(Frozen):
         )
         if not lo <= self.memory_mib <= hi:
             raise ValueError(f"memory_mib {self.memory_mib} is invalid with cpu {self.cpu}")
+        return self
+
+
+class UploadCheckConfig(Frozen):
+    """The upload-check Lambda, fed by a queue of the bucket's upload events."""
+
+    max_concurrency: int = Field(
+        default=5,
+        ge=2,
+        le=1000,
+        description=(
+            "Most concurrent executions the event queue may drive (the event source mapping's "
+            "maximum concurrency): bounds its database connections without reserving any of "
+            "the account's concurrency."
+        ),
+    )
+    reserved_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Reserve this much of the account's Lambda concurrency for the function. Off by "
+            "default: a new account may not be allowed to reserve any (docs/operations.md)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _reserved_covers_max(self) -> Self:
+        if self.reserved_concurrency is not None and (
+            self.reserved_concurrency < self.max_concurrency
+        ):
+            raise ValueError(
+                f"reserved_concurrency ({self.reserved_concurrency}) must be at least "
+                f"max_concurrency ({self.max_concurrency}), or events are throttled"
+            )
         return self
 
 
@@ -401,6 +477,13 @@ class ObservabilityConfig(Frozen):
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
         description="Address subscribed to the alarm topic.",
     )
+    alarms_notify_nobody: bool = Field(
+        default=False,
+        description=(
+            "Deploy prod with alarms that reach no one (no `alarm_email`); an explicit opt-out "
+            "for teams that subscribe to the alarm topic outside this app."
+        ),
+    )
     queue_age_alarm_seconds: int = Field(
         ge=60, description="Alarm when the oldest queued message is older than this."
     )
@@ -444,6 +527,9 @@ class PhaseConfig(Frozen):
     ecs: EcsComputeConfig | None = Field(default=None, description="Fargate services (ecs).")
     eks: EksConfig | None = Field(default=None, description="EKS cluster and pools (eks).")
     ai: AiConfig = Field(description="Speech-to-text and LLM providers.")
+    upload_check: UploadCheckConfig = Field(
+        default_factory=UploadCheckConfig, description="The upload-check Lambda."
+    )
     webhook: WebhookConfig | None = Field(
         default=None,
         description="Optional completion webhook, HMAC-SHA256 signed (key in Secrets Manager).",
@@ -474,6 +560,58 @@ class PhaseConfig(Frozen):
         if self.compute == "eks" and self.eks is None:
             raise ValueError("compute 'eks' needs the `eks` section")
         return self
+
+    @model_validator(mode="after")
+    def _prod_alarms_reach_someone(self) -> Self:
+        obs = self.observability
+        if self.is_prod and not obs.alarm_email and not obs.alarms_notify_nobody:
+            raise ValueError(
+                "observability.alarm_email: prod alarms must reach someone; set an address, or "
+                "observability.alarms_notify_nobody=true if you subscribe to the topic elsewhere"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _connections_fit_database(self) -> Self:
+        limit = self.database.connection_limit()
+        if limit is None:
+            raise ValueError(
+                f"database.max_connections: the connection budget cannot be checked for "
+                f"instance class {self.database.instance_class}; set database.max_connections"
+            )
+        users = self.connection_users()
+        total = sum(count * pool for _, count, pool in users)
+        if total > limit:
+            parts = " + ".join(f"{what} {count} x {pool}" for what, count, pool in users)
+            raise ValueError(
+                f"database connections: {parts} = {total} exceed {limit} "
+                f"({100 - self.database.connection_headroom_percent}% of max_connections on "
+                f"{self.database.instance_class}); lower the maxima or database.pools, or "
+                "choose a larger database.instance_class"
+            )
+        return self
+
+    def connection_users(self) -> list[tuple[str, int, int]]:
+        """(who, most processes, pool per process) for everything that connects to the DB."""
+        pools = self.database.pools
+        users: list[tuple[str, int, int]] = []
+        if self.ecs is not None and self.compute == "ecs":
+            services = 1 if self.queues.mode == "single" else len(self.task_types)
+            users += [
+                ("api tasks", self.ecs.api.count.max, pools.api),
+                ("worker tasks", services * self.ecs.worker.count.max, pools.worker),
+            ]
+        if self.eks is not None and self.compute == "eks":
+            users += [
+                ("api pods", self.eks.api_replicas.max, pools.api),
+                ("worker pods", sum(self.eks.worker_max_replicas.values()), pools.worker),
+            ]
+        users += [
+            ("upload checks", self.upload_check.max_concurrency, pools.upload_check),
+            ("migration", 1, pools.migration),
+            ("secret rotation", 1, 1),
+        ]
+        return users
 
     @property
     def stack_prefix(self) -> str:

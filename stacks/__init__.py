@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Stack, Tags
+from aws_cdk import Aspects, Environment, Stack, Tags
 from constructs import Construct
 
+from cdk_constructs.removal import RetainExceptOnCreate
 from phases import Phase, PhaseConfig
 from stacks.compute_ecs import ComputeEcsStack
 from stacks.compute_eks import ComputeEksStack
@@ -89,4 +90,5 @@ def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
         Tags.of(stack).add("project", config.project)
         Tags.of(stack).add("phase", str(int(config.phase)))
         Tags.of(stack).add("env", config.env.value)
+        Aspects.of(stack).add(RetainExceptOnCreate())
     return stacks

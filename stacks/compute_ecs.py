@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
@@ -96,7 +96,7 @@ class ComputeEcsStack(Stack):
         environment["DB_SECRET_ARN"] = database.secret.secret_arn
         secrets = {"REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret)}
 
-        worker_environment = dict(environment)
+        worker_environment = {**environment, "DB_POOL_MAX": str(config.database.pools.worker)}
         worker_secrets = dict(secrets)
         if config.webhook is not None:
             signing_key = sm.Secret(
@@ -116,11 +116,12 @@ class ComputeEcsStack(Stack):
             worker_environment["WEBHOOK_URL"] = config.webhook.url
             worker_secrets["WEBHOOK_SECRET"] = ecs.Secret.from_secrets_manager(signing_key)
 
+        pools = config.database.pools
         self.migration = MigrationRun(
             self,
             "Migrate",
             cluster=self.cluster,
-            environment=environment,
+            environment={**environment, "DB_POOL_MAX": str(pools.migration)},
             secrets=secrets,
             log_group=api_logs,
         )
@@ -132,7 +133,7 @@ class ComputeEcsStack(Stack):
             "Api",
             config=config.ecs.api,
             cluster=self.cluster,
-            environment=environment,
+            environment={**environment, "DB_POOL_MAX": str(pools.api)},
             secrets=secrets,
             log_group=api_logs,
             access_logs=audio.log_bucket,
@@ -192,6 +193,27 @@ class ComputeEcsStack(Stack):
             worker.queues.queue.grant_consume_messages(role)
             # The worker fails the tasks whose messages reached the DLQ and keeps the messages.
             worker.queues.dlq.grant_consume_messages(role)
+            # Scale-in protection of its own task while jobs run (aipp/worker/ecs.py).
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                    resources=[
+                        self.format_arn(
+                            service="ecs",
+                            resource="task",
+                            resource_name=f"{self.cluster.cluster_name}/*",
+                        )
+                    ],
+                )
+            )
+            cluster_id = self.get_logical_id(cast(ecs.CfnCluster, self.cluster.node.default_child))
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
+                f"<AWS::AccountId>:task/<{cluster_id}>/*]",
+                "Task ids are assigned by ECS at run time; the wildcard covers the tasks of this "
+                "cluster only, for the two scale-in protection actions.",
+            )
             self._grant_ai(role, config, worker.queues.task_types)
 
         for service in (self.api.service, *(w.service for w in self.workers)):

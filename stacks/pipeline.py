@@ -1,9 +1,15 @@
-"""Pipeline: step 3 of the task flow, the upload Lambda behind an EventBridge rule.
+"""Pipeline: step 3 of the task flow, the upload-check Lambda fed by the bucket's events.
 
 S3 sends "Object Created" events for the audio bucket to EventBridge; a rule matching the
-`uploads/` prefix invokes the Lambda, which checks the object and queues the STT message.
-EventBridge rather than a bucket notification keeps the dependency one-way (Data <- Pipeline):
-a notification would make the bucket's stack point at this stack's function and form a cycle.
+`uploads/` prefix puts them on an SQS queue, and the Lambda consumes that queue, checks each
+object and queues the STT message. EventBridge rather than a bucket notification keeps the
+dependency one-way (Data <- Pipeline): a notification would make the bucket's stack point at
+this stack's function and form a cycle. The queue between them:
+- bounds the Lambda's concurrency (the event source mapping's maximum concurrency) and with it
+  its database connections, without reserving any of the account's concurrency;
+- keeps events through a Lambda or database outage for the queue's retention (4 days), where
+  EventBridge alone retries for at most 24 hours;
+- hands an event that keeps failing to the DLQ (`failed_events`), alarmed, for a redrive.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -80,8 +86,20 @@ class PipelineStack(Stack):
             self.failed_events,
             "AwsSolutions-SQS3",
             "This queue is itself the dead-letter queue of the upload events: events the rule "
-            "could not deliver and invocations that failed after Lambda's retries.",
+            "could not deliver and events the check failed on after every retry.",
         )
+        timeout = Duration.seconds(30)
+        self.upload_events = sqs.Queue(
+            self,
+            "UploadEvents",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(4),
+            # Lambda's guidance for SQS sources: at least six times the function's timeout.
+            visibility_timeout=Duration.seconds(timeout.to_seconds() * 6),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.failed_events, max_receive_count=5),
+        )
+        upload = config.upload_check
         self.upload_function = lambda_.DockerImageFunction(
             self,
             "UploadCheck",
@@ -90,12 +108,8 @@ class PipelineStack(Stack):
             role=role,
             architecture=lambda_.Architecture.X86_64,
             memory_size=256,
-            timeout=Duration.seconds(30),
-            reserved_concurrent_executions=20,
-            # An event that still fails after Lambda's two retries is kept, not dropped: its
-            # task would otherwise wait in `awaiting_upload` forever.
-            on_failure=destinations.SqsDestination(self.failed_events),
-            retry_attempts=2,
+            timeout=timeout,
+            reserved_concurrent_executions=upload.reserved_concurrency,
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             log_group=logs.LogGroup(
@@ -109,8 +123,18 @@ class PipelineStack(Stack):
                 "LLM_QUEUE_URL": llm.queue_url,
                 "DB_SECRET_ARN": database.secret.secret_arn,
                 "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
+                "DB_POOL_MAX": str(config.database.pools.upload_check),
                 "LOG_LEVEL": "INFO",
             },
+        )
+        self.upload_function.add_event_source(
+            sources.SqsEventSource(
+                self.upload_events,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                max_concurrency=upload.max_concurrency,
+                report_batch_item_failures=True,
+            )
         )
         allow_ingress(database.connections, self.upload_function, "Upload check Lambda")
         grant_objects(
@@ -132,11 +156,11 @@ class PipelineStack(Stack):
                 },
             ),
             targets=[
-                targets.LambdaFunction(
-                    self.upload_function,
+                targets.SqsQueue(
+                    self.upload_events,
                     dead_letter_queue=self.failed_events,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(2),
+                    retry_attempts=185,
+                    max_event_age=Duration.hours(24),
                 )
             ],
         )

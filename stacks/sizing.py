@@ -68,7 +68,7 @@ def auto_config(context: Mapping[str, Any]) -> AutoSizing:
         raise ConfigError(str(exc)) from None
     env = context.get("env", "staging")
     phase = str(answer.recommended_phase)
-    base = load_config(phase, env)
+    base = load_config(phase, env, context.get("overrides"))
     sized: dict[str, Any] = {}
     if base.eks is not None:
         need = {"stt": max(answer.stt_gpus, 1), "llm": max(answer.llm_gpus, 1)}

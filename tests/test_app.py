@@ -37,6 +37,10 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
         ),
         ({"env": "qa"}, "error: unknown env 'qa': choose one of staging, prod"),
         (
+            {"env": "prod"},
+            "error: invalid config: observability.alarm_email: prod alarms must reach someone",
+        ),
+        (
             {"phse": "2"},
             "error: unknown context key 'phse': valid keys are phase, env, overrides, "
             "tasks_per_month, avg_audio_minutes",

@@ -1,5 +1,8 @@
 """`make synth`: every implemented phase x environment into `cdk.out/phase<N>-<env>/`.
 
+An environment's documented example overrides (`config/<env>.example.json`: prod's alarm
+address, certificate) are applied, as a real deployment would apply its own.
+
 Builds each cloud assembly in this one process (one jsii runtime for all of them), runs
 cdk-nag's AwsSolutions checks on it, and prints one table. Exits non-zero when any assembly
 fails to build or has a nag finding left.
@@ -19,6 +22,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from app import build_app, cdk_json_context
 from phases import ConfigError, Env
+from phases.loader import example_overrides
 from stacks import IMPLEMENTED_PHASES, PhaseNotBuiltError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +43,9 @@ def synth_one(phase: int, env: str, outdir: Path) -> SynthResult:
     """Synthesize one phase/env into `outdir` and count what is left for cdk-nag to say."""
     started = time.perf_counter()
     context = {**cdk_json_context(), "phase": str(phase), "env": env}
+    example = example_overrides(Env(env))
+    if example:
+        context["overrides"] = json.dumps(example)
     app = cdk.App(outdir=str(outdir), context=context)
     build_app(app, nag=False)
     report = AwsSolutionsChecks().validate_scope(app)

@@ -1,4 +1,9 @@
-"""S3 "Object Created" (EventBridge, or a classic S3 notification) → check the object → queue.
+"""S3 "Object Created" (EventBridge, through the upload-events queue) → check the object → queue.
+
+In AWS the function consumes an SQS queue whose messages are the bucket's EventBridge events;
+it answers with the ids of the messages it could not handle (`batchItemFailures`), so only
+those are retried and, after the queue's receive limit, kept in its DLQ. A bare EventBridge
+event or a classic S3 notification is handled too (local development, tests).
 
 The object must really be audio of an allowed type (magic bytes from one ranged GET, never the
 client's word), within the size limit and of the size the client declared. Then the task moves
@@ -10,6 +15,7 @@ arrives after the workers failed its task as `upload_expired` is deleted.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -41,7 +47,8 @@ _RUNTIME: Runtime | None = None
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    settings = settings.model_copy(update={"db_pool_min": 0, "db_pool_max": 2})
+    # One object at a time per execution environment: DB_POOL_MAX (1) is all it needs.
+    settings = settings.model_copy(update={"db_pool_min": 0})
     return Runtime(
         settings=settings,
         db=Database(await create_pool(settings)),
@@ -153,11 +160,29 @@ async def process_object(rt: Runtime, bucket: str, key: str) -> str:  # noqa: PL
 
 
 async def process_event(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+    records = event.get("Records") or []
+    if records and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
+        return await process_queue_batch(rt, records)
     outcomes = [
         {"key": key, "outcome": await process_object(rt, bucket, key)}
         for bucket, key in objects_in(event)
     ]
     return {"objects": outcomes}
+
+
+async def process_queue_batch(rt: Runtime, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each message is one EventBridge event; a failure is reported for that message alone."""
+    outcomes: list[dict[str, str]] = []
+    failures: list[dict[str, str]] = []
+    for record in records:
+        try:
+            body = json.loads(record["body"])
+            for bucket, key in objects_in(body if isinstance(body, dict) else {}):
+                outcomes.append({"key": key, "outcome": await process_object(rt, bucket, key)})
+        except Exception:
+            log.exception("upload event failed", extra={"message_id": record.get("messageId")})
+            failures.append({"itemIdentifier": str(record.get("messageId"))})
+    return {"objects": outcomes, "batchItemFailures": failures}
 
 
 def _runtime() -> Runtime:

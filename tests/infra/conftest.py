@@ -15,7 +15,8 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 
 from app import build_app, cdk_json_context
-from phases import PhaseConfig
+from phases import Env, PhaseConfig
+from phases.loader import deep_merge, example_overrides
 
 HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -45,9 +46,11 @@ class Assembly:
 def synthesize(
     outdir: Path, phase: str = "1", env: str = "staging", overrides: dict[str, Any] | None = None
 ) -> Assembly:
+    """Synthesize like `make synth`: the environment's example overrides, then `overrides`."""
     context: dict[str, Any] = {**cdk_json_context(), "phase": phase, "env": env}
-    if overrides:
-        context["overrides"] = json.dumps(overrides)
+    merged = deep_merge(example_overrides(Env(env)), overrides or {})
+    if merged:
+        context["overrides"] = json.dumps(merged)
     app = cdk.App(outdir=str(outdir), context=context)
     config, _ = build_app(app, nag=False)
     report = AwsSolutionsChecks().validate_scope(app)

@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
 from tests.infra.conftest import Assembly
+from tests.infra.test_phase1 import PER_TYPE
 
 # cfn-lint findings that describe CDK's own output, not our choices.
 CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
@@ -50,5 +51,5 @@ def test_cfn_lint_passes_on_every_template(any_phase: Assembly) -> None:
 
 
 def test_per_type_assembly_is_lint_clean(assemble: Callable[..., Assembly]) -> None:
-    result = cfn_lint(assemble("1", "staging", {"queues": {"mode": "per_type"}}).outdir)
+    result = cfn_lint(assemble("1", "staging", PER_TYPE).outdir)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -9,6 +9,9 @@ from aws_cdk.assertions import Match
 
 from tests.infra.conftest import Assembly
 
+# Two worker services double the workers' database connections: a class with room for them.
+PER_TYPE = {"queues": {"mode": "per_type"}, "database": {"instance_class": "t4g.small"}}
+
 
 def test_network_spans_two_azs_with_nat_per_env_and_flow_logs(phase1: Assembly) -> None:
     network = phase1.template("Network")
@@ -41,7 +44,9 @@ def test_audio_bucket_is_private_encrypted_tls_only_and_expires_uploads(phase1: 
             "IgnorePublicAcls": True,
             "RestrictPublicBuckets": True,
         }
-        assert bucket["DeletionPolicy"] == ("Retain" if phase1.config.is_prod else "Delete")
+        assert bucket["DeletionPolicy"] == (
+            "RetainExceptOnCreate" if phase1.config.is_prod else "Delete"
+        )
     (audio,) = [b["Properties"] for b in buckets.values() if "CorsConfiguration" in b["Properties"]]
     assert audio["VersioningConfiguration"] == {"Status": "Enabled"}
     assert audio["LoggingConfiguration"]["LogFilePrefix"] == "audio/"
@@ -71,7 +76,7 @@ def test_database_is_encrypted_private_backed_up_and_protected_in_prod(phase1: A
     assert props["MultiAZ"] is False  # phase 1 is single-AZ by design
     assert props["BackupRetentionPeriod"] >= 7
     assert props["DeletionProtection"] is prod
-    assert db["DeletionPolicy"] == ("Retain" if prod else "Delete")
+    assert db["DeletionPolicy"] == ("RetainExceptOnCreate" if prod else "Delete")
     assert "MasterUserPassword" in props and "resolve:secretsmanager" in json.dumps(
         props["MasterUserPassword"]
     )
@@ -198,14 +203,18 @@ def test_iam_is_least_privilege(phase1: Assembly) -> None:
         assert actions <= allowed_star, f"unexpected Resource '*' for {actions}"
 
 
-def test_upload_events_reach_the_lambda_with_a_dead_letter_queue(phase1: Assembly) -> None:
+def test_upload_events_reach_the_lambda_through_a_queue_with_a_dead_letter_queue(
+    phase1: Assembly,
+) -> None:
     (rule,) = phase1.resources("AWS::Events::Rule").values()
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"]["key"] == [{"prefix": "uploads/"}]
     (target,) = rule["Properties"]["Targets"]
-    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] == 8
+    assert "DeadLetterConfig" in target, "undeliverable events are kept"
+    pipeline = phase1.templates["Pipeline"]["Resources"]
+    assert pipeline[target["Arn"]["Fn::GetAtt"][0]]["Type"] == "AWS::SQS::Queue"
     (fn,) = [
         f
         for f in phase1.resources("AWS::Lambda::Function").values()
@@ -241,10 +250,19 @@ def test_alarms_notify_an_encrypted_topic(phase1: Assembly) -> None:
 def test_per_type_queues_give_one_queue_dlq_and_worker_per_task_type(
     assemble: Callable[..., Assembly],
 ) -> None:
-    assembly = assemble("1", "staging", {"queues": {"mode": "per_type"}})
+    assembly = assemble("1", "staging", PER_TYPE)
     assert assembly.findings == []
     queues = assembly.resources("AWS::SQS::Queue")
-    assert len([q for q in queues.values() if "RedrivePolicy" in q["Properties"]]) == 2
+    assert (
+        len(
+            [
+                k
+                for k, q in queues.items()
+                if k.startswith("Messaging/") and "RedrivePolicy" in q["Properties"]
+            ]
+        )
+        == 2
+    )
     assert len([k for k in queues if k.startswith("Messaging/")]) == 4
     services = assembly.resources("AWS::ECS::Service")
     assert len(services) == 3  # API + STT worker + LLM worker
@@ -298,10 +316,19 @@ def test_metrics_are_not_served_to_the_internet(phase1: Assembly) -> None:
 
 
 def test_failed_upload_events_are_kept_not_dropped(phase1: Assembly) -> None:
-    configs = phase1.resources("AWS::Lambda::EventInvokeConfig")
-    (invoke,) = configs.values()
-    assert invoke["Properties"]["MaximumRetryAttempts"] == 2
-    assert "OnFailure" in invoke["Properties"]["DestinationConfig"]
+    """An event the check keeps failing on ends in the alarmed DLQ, never in the void; each
+    message of a batch fails alone (its neighbours are not checked again)."""
+    pipeline = phase1.templates["Pipeline"]["Resources"]
+    (mapping,) = [r for r in pipeline.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    source = pipeline[mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]
+    redrive = source["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == 5
+    dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    alarms = phase1.resources("AWS::CloudWatch::Alarm")
+    (failed,) = [a for k, a in alarms.items() if "UploadEventsFailed" in k]
+    watched = json.dumps(failed["Properties"]["Dimensions"])
+    assert "UploadEventsDlq" in dlq and "UploadEventsDlq" in watched
 
 
 def test_api_container_has_a_health_check(phase1: Assembly) -> None:

@@ -9,18 +9,28 @@ from pydantic import BaseModel
 
 from phases import ConfigError, Env, Phase, PhaseConfig, load_config
 from phases.catalog import PHASES
+from phases.loader import deep_merge, example_overrides, parse_overrides
+
+
+def load(phase: object, env: object = "staging", overrides: object = None) -> PhaseConfig:
+    """`load_config` as `make synth` calls it: the environment's example overrides first (prod
+    needs an alarm address of its own)."""
+    if env != "prod":
+        return load_config(phase, env, overrides)
+    merged = deep_merge(example_overrides(Env.PROD), parse_overrides(overrides))
+    return load_config(phase, env, json.dumps(merged))
 
 
 @pytest.mark.parametrize("phase", ["1", "2", "3", "mvp", "growth", "scale", "MVP", 2])
 @pytest.mark.parametrize("env", ["staging", "prod"])
 def test_every_phase_and_env_builds(phase: object, env: str) -> None:
-    config = load_config(phase, env)
+    config = load(phase, env)
     assert config.env is Env(env)
     assert config.compute == ("ecs" if config.phase is Phase.MVP else "eks")
 
 
 def test_phases_follow_the_design_table() -> None:
-    mvp, growth, scale = (load_config(p, "prod") for p in ("1", "2", "3"))
+    mvp, growth, scale = (load(p, "prod") for p in ("1", "2", "3"))
     assert (mvp.queues.mode, growth.queues.mode, scale.queues.mode) == (
         "single",
         "per_type",
@@ -40,7 +50,7 @@ def test_phases_follow_the_design_table() -> None:
 
 
 def test_environments_differ_in_size_retention_protection_and_alarms() -> None:
-    staging, prod = load_config("1", "staging"), load_config("1", "prod")
+    staging, prod = load("1", "staging"), load("1", "prod")
     assert (staging.network.nat_gateways, prod.network.nat_gateways) == (1, 2)
     assert (staging.database.deletion_protection, prod.database.deletion_protection) == (
         False,
@@ -49,20 +59,20 @@ def test_environments_differ_in_size_retention_protection_and_alarms() -> None:
     assert prod.observability.log_retention_days > staging.observability.log_retention_days
     assert prod.observability.api_5xx_alarm_count < staging.observability.api_5xx_alarm_count
     assert prod.ecs and staging.ecs and prod.ecs.api.count.min > staging.ecs.api.count.min
-    eks_staging, eks_prod = load_config("2", "staging").eks, load_config("2", "prod").eks
+    eks_staging, eks_prod = load("2", "staging").eks, load("2", "prod").eks
     assert eks_staging and eks_prod
     assert eks_staging.system_nodes.size.min == 3 and eks_prod.system_nodes.size.min >= 6
 
 
 def test_overrides_merge_deeply_and_validate() -> None:
-    config = load_config("1", "staging", json.dumps({"ecs": {"worker": {"count": {"max": 50}}}}))
-    assert config.ecs and config.ecs.worker.count.max == 50
-    assert config.ecs.worker.count.min == 0  # untouched sibling kept
+    config = load("1", "staging", json.dumps({"ecs": {"worker": {"count": {"min": 1}}}}))
+    assert config.ecs and config.ecs.worker.count.min == 1
+    assert config.ecs.worker.count.max == 10  # untouched sibling kept
     assert config.ecs.api.cpu == 512
 
 
 def test_configs_are_frozen() -> None:
-    config = load_config()
+    config = load("1")
     with pytest.raises(Exception, match="frozen"):
         config.env = Env.PROD  # type: ignore[misc]
 
@@ -269,7 +279,7 @@ def test_bad_config_is_rejected_with_the_field_named(
     phase: str, env: str, overrides: str | None, message: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(phase, env, overrides)
+        load(phase, env, overrides)
     text = str(caught.value)
     assert message in text
     assert "\n" not in text
@@ -277,3 +287,65 @@ def test_bad_config_is_rejected_with_the_field_named(
 
 def test_phase_catalog_covers_every_phase() -> None:
     assert set(PHASES) == set(Phase)
+
+
+def test_prod_alarms_must_reach_someone_or_say_they_do_not() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config("1", "prod")
+    assert str(caught.value) == (
+        "invalid config: observability.alarm_email: prod alarms must reach someone; set an "
+        "address, or observability.alarms_notify_nobody=true if you subscribe to the topic "
+        "elsewhere"
+    )
+    opted_out = load_config("1", "prod", '{"observability": {"alarms_notify_nobody": true}}')
+    assert opted_out.observability.alarm_email is None
+    assert load_config("1", "staging").observability.alarm_email is None, "staging may be quiet"
+
+
+def test_connection_budget_names_every_pool_when_it_does_not_fit() -> None:
+    """Phase 1 staging's t4g.micro allows about 74 connections (59 after the 20% headroom);
+    a second worker service of 10 tasks x 3 connections does not fit."""
+    with pytest.raises(ConfigError) as caught:
+        load("1", "staging", '{"queues": {"mode": "per_type"}}')
+    assert str(caught.value) == (
+        "invalid config: database connections: api tasks 4 x 5 + worker tasks 20 x 3 + "
+        "upload checks 5 x 1 + migration 1 x 2 + secret rotation 1 x 1 = 88 exceed 59 (80% of "
+        "max_connections on t4g.micro); lower the maxima or database.pools, or choose a larger "
+        "database.instance_class"
+    )
+    bigger = load(
+        "1",
+        "staging",
+        '{"queues": {"mode": "per_type"}, "database": {"instance_class": "t4g.small"}}',
+    )
+    assert sum(n * pool for _, n, pool in bigger.connection_users()) == 88
+    assert bigger.database.connection_limit() == 144
+
+
+@pytest.mark.parametrize(("phase", "env"), [(p, e) for p in "123" for e in ("staging", "prod")])
+def test_every_shipped_phase_fits_its_database(phase: str, env: str) -> None:
+    config = load(phase, env)
+    limit = config.database.connection_limit()
+    assert limit is not None
+    assert sum(n * pool for _, n, pool in config.connection_users()) <= limit
+
+
+def test_unknown_instance_class_needs_max_connections() -> None:
+    with pytest.raises(ConfigError, match=r"set database\.max_connections"):
+        load("1", "staging", '{"database": {"instance_class": "x2g.large"}}')
+    config = load(
+        "1", "staging", '{"database": {"instance_class": "x2g.large", "max_connections": 2000}}'
+    )
+    assert config.database.connection_limit() == 1600
+
+
+def test_overrides_from_a_file(tmp_path: pytest.TempPathFactory) -> None:
+    path = tmp_path / "prod.json"  # type: ignore[operator]
+    path.write_text('{"observability": {"alarm_email": "oncall@example.org"}}')
+    config = load_config("1", "prod", f"@{path}")
+    assert config.observability.alarm_email == "oncall@example.org"
+    with pytest.raises(ConfigError) as caught:
+        load_config("1", "prod", f"@{path}.missing")
+    assert str(caught.value) == (
+        f"overrides file {path}.missing cannot be read: No such file or directory"
+    )

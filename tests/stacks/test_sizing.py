@@ -9,7 +9,10 @@ import pytest
 
 from app import build_app, cdk_json_context, config_from_context
 from phases import ConfigError, Phase, TaskType
+from phases.loader import EXAMPLES
 from stacks.sizing import auto_config
+
+PROD_EXAMPLE = f"@{EXAMPLES / 'prod.example.json'}"
 
 
 def test_the_briefs_example_deploys_phase_2_with_one_gpu_per_pool(
@@ -36,7 +39,13 @@ def test_low_volume_stays_on_managed_services() -> None:
 
 def test_high_volume_goes_to_phase_3_with_pools_sized_to_the_peak() -> None:
     sizing = auto_config(
-        {"phase": "auto", "env": "prod", "tasks_per_month": 1_000_000, "avg_audio_minutes": 3}
+        {
+            "phase": "auto",
+            "env": "prod",
+            "tasks_per_month": 1_000_000,
+            "avg_audio_minutes": 3,
+            "overrides": PROD_EXAMPLE,
+        }
     )
     assert sizing.config.phase is Phase.SCALE
     eks = sizing.config.eks
@@ -82,7 +91,9 @@ def test_a_mistyped_context_key_is_rejected() -> None:
 
 
 def test_three_azs_without_a_region_are_pointed_out(capsys: pytest.CaptureFixture[str]) -> None:
-    app = cdk.App(context={**cdk_json_context(), "phase": "3", "env": "prod"})
+    app = cdk.App(
+        context={**cdk_json_context(), "phase": "3", "env": "prod", "overrides": PROD_EXAMPLE}
+    )
     config, _ = build_app(app, nag=False)
     assert config.network.max_azs == 3
     assert "network.max_azs is 3 but the VPC spans 2 AZs until" in capsys.readouterr().err

@@ -98,6 +98,51 @@ async def test_classic_s3_notification_with_encoded_key(
     assert len(drain_queue(aws)) == 1
 
 
+@ON_SESSION_LOOP
+async def test_queue_batch_reports_only_the_event_that_failed(
+    runtime: upload.Runtime,
+    client: httpx.AsyncClient,
+    db: Database,
+    aws: AwsNames,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In AWS the events arrive in SQS batches: one failing event must not fail its batch
+    (its neighbours would be checked again) nor be dropped (it is retried, then kept)."""
+    drain_queue(aws)
+    good_body, bad_body = wav_bytes(1200), wav_bytes(1300)
+    good_id, good_key = await _uploaded(client, db, good_body)
+    bad_id, bad_key = await _uploaded(client, db, bad_body)
+    real_read = runtime.storage.read_head
+
+    async def flaky_read(key: str, size: int) -> tuple[bytes, int] | None:
+        if key == bad_key:
+            raise ConnectionError("S3 unreachable")
+        return await real_read(key, size)
+
+    monkeypatch.setattr(runtime.storage, "read_head", flaky_read)
+    records = [
+        {
+            "messageId": f"m{i}",
+            "eventSource": "aws:sqs",
+            "body": json.dumps(eventbridge(aws.bucket, key, len(body))),
+        }
+        for i, (key, body) in enumerate([(good_key, good_body), (bad_key, bad_body)])
+    ]
+    result = await upload.process_event(runtime, {"Records": records})
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+    assert result["objects"] == [{"key": good_key, "outcome": "queued"}]
+    good, bad = await db.get_task(good_id), await db.get_task(bad_id)
+    assert good is not None and good.state is TaskState.QUEUED
+    assert bad is not None and bad.state is TaskState.AWAITING_UPLOAD  # retried, not lost
+    assert bad_key in bucket_keys(aws, bad_key)
+    assert len(drain_queue(aws)) == 1
+
+    monkeypatch.setattr(runtime.storage, "read_head", real_read)  # S3 is back: the retry
+    retried = await upload.process_event(runtime, {"Records": records[1:]})
+    assert retried == {"objects": [{"key": bad_key, "outcome": "queued"}], "batchItemFailures": []}
+    assert len(drain_queue(aws)) == 1
+
+
 @pytest.mark.parametrize(
     "case",
     [
