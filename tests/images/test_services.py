@@ -1,9 +1,10 @@
 """The three images doing their jobs, together, the way they run in AWS.
 
 The api image migrates a new database and serves the task API; the upload-lambda image answers
-S3 "Object Created" events through the Lambda Runtime API (served here, as Lambda serves it);
-the worker image takes the queued task through transcription and summary with the local
-providers. Every container runs Fargate-like (see tests/images/podman.py).
+S3 "Object Created" events, delivered as in AWS through the upload-events queue, via the Lambda
+Runtime API (served here, as Lambda serves it); the worker image takes the queued task through
+transcription and summary with the local providers. Every container runs Fargate-like (see
+tests/images/podman.py).
 """
 
 from __future__ import annotations
@@ -281,6 +282,26 @@ def object_created(bucket: str, key: str, size: int) -> dict[str, Any]:
     }
 
 
+def from_queue(*events: dict[str, Any]) -> dict[str, Any]:
+    """What the function receives in AWS: an SQS batch from the upload-events queue, each
+    message's body one EventBridge event."""
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": uuid.uuid4().hex,
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:aipp-upload-events",
+                "awsRegion": "us-east-1",
+            }
+            for event in events
+        ]
+    }
+
+
 def wait_state(
     client: httpx.Client, task_id: str, states: set[str], seconds: float
 ) -> dict[str, Any]:
@@ -299,9 +320,12 @@ def test_upload_lambda_rejects_what_is_not_audio(
 ) -> None:
     data = b"MZ" + bytes(4094)  # an executable's magic, declared as audio/wav
     task_id, key = upload(client, data, "not-really.wav")
-    kind, answer = runtime_api.invoke(object_created(aws.bucket, key, len(data)))
+    kind, answer = runtime_api.invoke(from_queue(object_created(aws.bucket, key, len(data))))
     assert kind == "response", f"{answer}\n{podman.logs(upload_lambda)}"
-    assert answer == {"objects": [{"key": key, "outcome": "rejected:not_audio"}]}
+    assert answer == {
+        "objects": [{"key": key, "outcome": "rejected:not_audio"}],
+        "batchItemFailures": [],
+    }
     task = wait_state(client, task_id, {"failed"}, 5)
     assert task["error"]["code"] == "not_audio"
 
@@ -311,13 +335,15 @@ def test_an_upload_goes_through_lambda_and_worker_to_a_result(
 ) -> None:
     data = SAMPLE.read_bytes()
     task_id, key = upload(client, data, "demo.wav")
-    kind, answer = runtime_api.invoke(object_created(aws.bucket, key, len(data)))
+    event = object_created(aws.bucket, key, len(data))
+    kind, answer = runtime_api.invoke(from_queue(event))
     assert kind == "response", f"{answer}\n{podman.logs(upload_lambda)}"
-    assert answer == {"objects": [{"key": key, "outcome": "queued"}]}
+    assert answer == {"objects": [{"key": key, "outcome": "queued"}], "batchItemFailures": []}
 
     # A second delivery of the same event changes nothing (SQS and EventBridge are at-least-once).
-    assert runtime_api.invoke(object_created(aws.bucket, key, len(data)))[1] == {
-        "objects": [{"key": key, "outcome": "duplicate"}]
+    assert runtime_api.invoke(from_queue(event))[1] == {
+        "objects": [{"key": key, "outcome": "duplicate"}],
+        "batchItemFailures": [],
     }
 
     task = wait_state(client, task_id, {"completed", "failed"}, 240)
