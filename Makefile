@@ -49,12 +49,19 @@ phase-diff: install ## every step of moving ENV between phases, checked offline:
 	@test -n "$(FROM)" && test -n "$(TO)" || { echo "usage: make phase-diff ENV=<staging|prod> FROM=<n> TO=<n> [OVERRIDES=@file]" >&2; exit 2; }
 	@$(PY) -m tools.phase_diff --env $(ENV) --from $(FROM) --to $(TO) $(if $(OVERRIDES),--overrides '$(OVERRIDES)')
 
+# Every Dockerfile and every workflow of the repository, tracked or new.
+DOCKERFILES = $(shell git ls-files --cached --others --exclude-standard -- 'Dockerfile*' '**/Dockerfile*' '*.Dockerfile')
+WORKFLOWS = $(shell git ls-files --cached --others --exclude-standard -- '.github/workflows/*.yml' '.github/workflows/*.yaml')
+
 .PHONY: lint
-lint: install ## ruff, mypy and hadolint (the Dockerfile: images are built by CI elsewhere)
+lint: install ## ruff, mypy, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows)
 	ruff check .
 	ruff format --check .
 	mypy
-	hadolint worker_images/Dockerfile
+	hadolint $(DOCKERFILES)
+	bash tools/images/lock.sh check
+	zizmor --offline --quiet .github/workflows
+	check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 
 .PHONY: fmt
 fmt: install ## format the code with ruff
@@ -133,3 +140,34 @@ demo: install services ## a spoken sample through the real API and worker: trans
 .PHONY: bench-pipeline
 bench-pipeline: install services ## pipeline throughput and per-task overhead, 1 and 2 workers (instant providers)
 	@$(RUNTIME_ENV) $(PY) benchmarks/pipeline_bench.py
+
+# --- images and delivery ---
+# docs/images.md: the three runtime images, built and smoke-run without a Docker daemon.
+SCAN_VENV := .venv-scan
+
+.PHONY: images
+images: install services ## build every image with podman (no Docker daemon) and smoke-run it (tests/images)
+	@bash tools/images/ensure_tools.sh
+	@bash tools/images/lock.sh check
+	@PY=$(PY) bash tools/images/build.sh
+	@echo "==> smoke-running the images (tests/images)"
+	AIPP_IMAGE_TESTS=1 $(PY) -m pytest tests/images -p no:cacheprovider
+
+.PHONY: locks
+locks: install ## regenerate the images' hash locks from worker_images/requirements*.txt (and the scan's)
+	@bash tools/images/lock.sh
+
+.PHONY: rds-ca
+rds-ca: $(VENV)/.installed ## download and verify the RDS CA bundle the images ship (worker_images/certs/)
+	@$(PY) -m tools.images.rds_ca fetch
+
+$(SCAN_VENV)/.installed: tools/images/requirements-scan.lock
+	@echo "==> installing checkov into $(SCAN_VENV)/ (first run takes two minutes)"
+	@test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	@$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r tools/images/requirements-scan.lock
+	@touch $@
+
+.PHONY: scan
+scan: synth $(SCAN_VENV)/.installed ## checkov on every template and the Dockerfile (.checkov.yaml); trivy on the images where installed
+	@bash tools/images/scan.sh
