@@ -1,4 +1,5 @@
-"""Fargate services of phase 1: the task API behind an ALB and the queue workers."""
+"""Fargate services of phase 1: the task API behind an ALB and the queue workers, and the
+one-container task definition they (and the migration run) share."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.images import ecs_image
-from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_function
+from cdk_constructs.nag import acknowledge
 from cdk_constructs.task_queues import QueuePair
 from phases.models import ApiServiceConfig, WorkerServiceConfig
 
@@ -358,85 +357,4 @@ class WorkerService(Construct):
             cooldown=Duration.seconds(60),
             evaluation_periods=1,
             datapoints_to_alarm=1,
-        )
-
-
-class MigrationRun(Construct):
-    """Runs `python -m aipp.admin migrate` as a one-off Fargate task at every deployment that
-    changes the image (the task definition changes, so the custom resource updates).
-
-    The run is started, not awaited: the migrations are idempotent and the services that
-    depend on this construct start after it; the API answers `/readyz` 503 until the schema
-    is there. Exposes `task_definition` and `security_group`.
-    """
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        cluster: ecs.ICluster,
-        environment: dict[str, str],
-        secrets: dict[str, ecs.Secret],
-        log_group: logs.ILogGroup,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        self.task_definition = task_definition(
-            self,
-            "Task",
-            cpu=256,
-            memory_mib=512,
-            target="api",
-            command=["python", "-m", "aipp.admin", "migrate"],
-            environment=environment,
-            secrets=secrets,
-            log_group=log_group,
-        )
-        self.security_group = ec2.SecurityGroup(
-            self, "SecurityGroup", vpc=cluster.vpc, description="Database migration task"
-        )
-        subnets = cluster.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-        roles = [self.task_definition.task_role, self.task_definition.obtain_execution_role()]
-        run = cr.AwsCustomResource(
-            self,
-            "Run",
-            on_create=self._run_task(cluster, subnets.subnet_ids),
-            on_update=self._run_task(cluster, subnets.subnet_ids),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [
-                    iam.PolicyStatement(
-                        actions=["ecs:RunTask"],
-                        resources=[self.task_definition.task_definition_arn],
-                        conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
-                    ),
-                    iam.PolicyStatement(
-                        actions=["iam:PassRole"], resources=[r.role_arn for r in roles]
-                    ),
-                ]
-            ),
-            install_latest_aws_sdk=False,
-        )
-        self.run = run
-        acknowledge_sdk_call_function(self)
-
-    def _run_task(self, cluster: ecs.ICluster, subnet_ids: list[str]) -> cr.AwsSdkCall:
-        return cr.AwsSdkCall(
-            service="ECS",
-            action="runTask",
-            parameters={
-                "cluster": cluster.cluster_arn,
-                "taskDefinition": self.task_definition.task_definition_arn,
-                "launchType": "FARGATE",
-                "count": 1,
-                "startedBy": "cdk-migrate",
-                "networkConfiguration": {
-                    "awsvpcConfiguration": {
-                        "subnets": subnet_ids,
-                        "securityGroups": [self.security_group.security_group_id],
-                        "assignPublicIp": "DISABLED",
-                    }
-                },
-            },
-            # A new task definition revision (new image) is a new physical id: run again.
-            physical_resource_id=cr.PhysicalResourceId.of(self.task_definition.task_definition_arn),
         )

@@ -24,8 +24,9 @@ from cdk_constructs.access import allow_ingress
 from cdk_constructs.alarms import Alarms
 from cdk_constructs.audio_bucket import AudioBucket
 from cdk_constructs.database import Database
-from cdk_constructs.fargate_services import ApiService, MigrationRun, WorkerService
+from cdk_constructs.fargate_services import ApiService, WorkerService
 from cdk_constructs.grants import grant_api, grant_worker
+from cdk_constructs.migration import MigrationRun
 from cdk_constructs.nag import acknowledge, nag_resource_id
 from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
@@ -97,6 +98,7 @@ class ComputeEcsStack(Stack):
             ),
             secrets=secrets,
             log_group=api_logs,
+            log_retention_days=config.observability.log_retention_days,
         )
         allow_ingress(database.connections, self.migration.security_group, "Migration task")
         database.master_secret.grant_read(self.migration.task_definition.task_role)
