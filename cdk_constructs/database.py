@@ -26,6 +26,8 @@ DB_NAME = "aipp"
 DB_PORT = 5433  # not the well-known port: AwsSolutions-RDS11
 MASTER_USER = "aipp_admin"
 APP_USER = "aipp_app"
+# Enhanced monitoring (OS metrics: memory, swap, I/O per process) every minute.
+MONITORING_INTERVAL = Duration.seconds(60)
 # Characters left out of generated passwords: they would need quoting in a connection URL.
 EXCLUDED_CHARACTERS = "\"@/\\ '%:;?#[]"
 
@@ -160,6 +162,7 @@ class Database(Construct):
             cloudwatch_logs_exports=["postgresql", "upgrade"],
             cloudwatch_logs_retention=retention(log_days),
             enable_performance_insights=True,
+            monitoring_interval=MONITORING_INTERVAL,
         )
         if not config.multi_az:
             acknowledge(
@@ -184,6 +187,7 @@ class Database(Construct):
                 publicly_accessible=False,
                 auto_minor_version_upgrade=True,
                 enable_performance_insights=True,
+                monitoring_interval=MONITORING_INTERVAL,
                 cloudwatch_logs_exports=["postgresql"],
                 cloudwatch_logs_retention=retention(log_days),
                 # A replica holds no data of its own: the source is Multi-AZ and backed up.
@@ -238,6 +242,7 @@ class Database(Construct):
             writer=rds.ClusterInstance.provisioned(
                 "Writer", instance_type=instance_type, enable_performance_insights=True
             ),
+            monitoring_interval=MONITORING_INTERVAL,
             readers=[
                 rds.ClusterInstance.provisioned(
                     f"Reader{i + 1}", instance_type=instance_type, enable_performance_insights=True
@@ -268,6 +273,13 @@ class Database(Construct):
         )
 
     def _acknowledge(self, config: DatabaseConfig) -> None:
+        acknowledge(
+            self,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonRDSEnhancedMonitoringRole]",
+            "The AWS-maintained policy RDS enhanced monitoring requires for its role (it "
+            "writes OS metrics to the RDSOSMetrics log group only).",
+        )
         if not config.deletion_protection:
             acknowledge(
                 self,

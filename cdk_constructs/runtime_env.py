@@ -29,9 +29,9 @@ class Endpoints:
     region: str
     bucket: str
     send_to: Mapping[TaskType, str]  # queue URL new work of each type is sent to
-    redis_host: str
-    redis_port: int
     db_secret_arn: str  # the application user's secret
+    redis_host: str | None = None  # every kind but the upload check needs Redis
+    redis_port: int | None = None
     db_read_host: str | None = None
 
 
@@ -49,7 +49,6 @@ def runtime_environment(
     migration needs the master secret (it creates the application user)."""
     pools = config.database.pools
     env = {
-        "AWS_REGION": endpoints.region,
         "AUDIO_BUCKET": endpoints.bucket,
         "STT_QUEUE_URL": endpoints.send_to[TaskType.STT],
         "LLM_QUEUE_URL": endpoints.send_to[TaskType.LLM],
@@ -61,8 +60,11 @@ def runtime_environment(
         "LOG_LEVEL": "INFO",
     }
     if kind == "upload_check":
-        return env
+        return env  # Lambda sets AWS_REGION itself and reserves the name
+    if endpoints.redis_host is None or endpoints.redis_port is None:
+        raise ValueError(f"a {kind} needs Redis")
     env |= {
+        "AWS_REGION": endpoints.region,
         "REDIS_HOST": endpoints.redis_host,
         "REDIS_PORT": str(endpoints.redis_port),
         "REDIS_TLS": "true",

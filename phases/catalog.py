@@ -131,11 +131,16 @@ PHASES: dict[Phase, Tree] = {
     },
 }
 
+# Staging opts out of HTTPS explicitly, so that a new staging environment works before it has a
+# certificate (the listener is recorded as an acknowledged warning); set `edge.domain` or
+# `edge.certificate_arn` to turn it off. Prod has no such opt-out.
+STAGING_PLAIN_HTTP: Tree = {"plain_http": True}
+
 # Overlays: only what differs per environment. Staging is small and disposable; prod keeps
 # data (deletion protection + RETAIN), survives an AZ loss and alarms earlier.
 OVERLAYS: dict[Phase, dict[Env, Tree]] = {
     Phase.MVP: {
-        Env.STAGING: {},
+        Env.STAGING: {"edge": STAGING_PLAIN_HTTP},
         Env.PROD: {
             "network": {"nat_gateways": 2, "flow_log_retention_days": 90},
             "bucket": {"access_log_retention_days": 365},
@@ -161,6 +166,7 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
         # GPU is Spot: an interruption in staging costs minutes, and it keeps the environment
         # near the brief's ~$800/month (`python -m capacity cost cdk.out/phase2-staging`).
         Env.STAGING: {
+            "edge": STAGING_PLAIN_HTTP,
             "network": {"nat_gateways": 1},
             "database": {"multi_az": False, "instance_class": "t4g.small"},
             "eks": {
@@ -190,6 +196,7 @@ OVERLAYS: dict[Phase, dict[Env, Tree]] = {
     },
     Phase.SCALE: {
         Env.STAGING: {
+            "edge": STAGING_PLAIN_HTTP,
             "network": {"nat_gateways": 1},
             "database": {"instance_class": "r7g.large", "deletion_protection": False},
             "cache": {"node_type": "cache.t4g.medium", "replicas": 1},

@@ -547,6 +547,14 @@ class EdgeConfig(Frozen):
         ),
     )
     waf: WafConfig = Field(default_factory=WafConfig, description="The web ACL.")
+    plain_http: bool = Field(
+        default=False,
+        description=(
+            "Serve the API over plain HTTP (API keys in clear text): an explicit opt-out for a "
+            "staging environment without a certificate; a certificate or domain wins over it. "
+            "Prod cannot opt out."
+        ),
+    )
 
     @property
     def https(self) -> bool:
@@ -704,6 +712,21 @@ class PhaseConfig(Frozen):
             )
         if t.step == "expand" and t.traffic_percent != 100:
             raise ValueError("transition.traffic_percent applies at step 'cutover' only")
+        return self
+
+    @model_validator(mode="after")
+    def _https_unless_staging_opts_out(self) -> Self:
+        edge = self.edge
+        if self.is_prod and not edge.https:
+            raise ValueError(
+                "edge: prod serves the API over HTTPS only; set edge.domain or "
+                "edge.certificate_arn (config/prod.example.json shows both)"
+            )
+        if not edge.https and not edge.plain_http:
+            raise ValueError(
+                "edge: set edge.domain or edge.certificate_arn for HTTPS, or edge.plain_http=true "
+                "to serve plain HTTP (staging only)"
+            )
         return self
 
     @model_validator(mode="after")

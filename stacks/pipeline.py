@@ -33,6 +33,7 @@ from cdk_constructs.database import Database
 from cdk_constructs.images import lambda_image
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.retention import retention
+from cdk_constructs.runtime_env import Endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig, TaskType
 
@@ -118,15 +119,17 @@ class PipelineStack(Stack):
                 "UploadCheckLogs",
                 retention=retention(config.observability.log_retention_days),
             ),
-            environment={
-                "AUDIO_BUCKET": audio.bucket_name,
-                "STT_QUEUE_URL": stt.queue_url,
-                "LLM_QUEUE_URL": llm.queue_url,
-                "DB_SECRET_ARN": database.secret.secret_arn,
-                "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
-                "DB_POOL_MAX": str(config.database.pools.upload_check),
-                "LOG_LEVEL": "INFO",
-            },
+            environment=runtime_environment(
+                config,
+                Endpoints(
+                    region=self.region,
+                    bucket=audio.bucket_name,
+                    send_to={TaskType.STT: stt.queue_url, TaskType.LLM: llm.queue_url},
+                    db_secret_arn=database.secret.secret_arn,
+                ),
+                kind="upload_check",
+                ai=config.ai,
+            ),
         )
         self.upload_function.add_event_source(
             sources.SqsEventSource(
@@ -138,8 +141,12 @@ class PipelineStack(Stack):
             )
         )
         allow_ingress(database.connections, self.upload_function, "Upload check Lambda")
+        # Read the object's first bytes; delete what it rejects (or what no task owns).
         grant_objects(
-            role, bucket=audio.bucket_name, actions=["s3:GetObject"], prefixes=[UPLOADS_PREFIX]
+            role,
+            bucket=audio.bucket_name,
+            actions=["s3:GetObject", "s3:DeleteObject"],
+            prefixes=[UPLOADS_PREFIX],
         )
         stt.grant_send_messages(self.upload_function)
         database.secret.grant_read(self.upload_function)

@@ -38,7 +38,7 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
         ({"env": "qa"}, "error: unknown env 'qa': choose one of staging, prod"),
         (
             {"env": "prod"},
-            "error: invalid config: observability.alarm_email: prod alarms must reach someone",
+            "error: invalid config: edge: prod serves the API over HTTPS only; set edge.domain",
         ),
         (
             {"phse": "2"},

@@ -200,6 +200,18 @@ def test_iam_is_least_privilege(phase1: Assembly) -> None:
         "logs:DeleteRetentionPolicy",
         "ec2:DescribeSecurityGroups",
         "ec2:AuthorizeSecurityGroupIngress",
+        # The migration gate's waiter state machine delivering its own logs (no resource-level
+        # permissions for log delivery).
+        "logs:CreateLogDelivery",
+        "logs:CreateLogStream",
+        "logs:DeleteLogDelivery",
+        "logs:DescribeLogGroups",
+        "logs:DescribeResourcePolicies",
+        "logs:GetLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutLogEvents",
+        "logs:PutResourcePolicy",
+        "logs:UpdateLogDelivery",
     }
     for s in star:
         actions = {s["Action"]} if isinstance(s["Action"], str) else set(s["Action"])
@@ -286,15 +298,14 @@ def test_per_type_queues_give_one_queue_dlq_and_worker_per_task_type(
     assert any("visible_llm" in m for m in step_alarms)
 
 
-def test_migrations_run_as_a_one_off_task_before_the_services(phase1: Assembly) -> None:
+def test_migrations_gate_the_services(phase1: Assembly) -> None:
+    """The migration runs as a one-off task that the deploy waits for; the services depend on
+    it, so a failed migration fails the deploy before any service rolls."""
     compute = phase1.templates["ComputeEcs"]["Resources"]
-    runs = {
-        k: r
-        for k, r in compute.items()
-        if r["Type"] == "Custom::AWS" and "runTask" in json.dumps(r["Properties"])
-    }
-    assert len(runs) == 1
-    (run_id,) = runs
+    (gate_id,) = [k for k, r in compute.items() if r["Type"] == "Custom::SchemaMigration"]
+    gate = compute[gate_id]["Properties"]
+    assert gate["Container"] == "App"
+    assert gate["TaskDefinition"]["Ref"].startswith("MigrateTask")
     commands = [
         c.get("Command")
         for r in compute.values()
@@ -304,7 +315,17 @@ def test_migrations_run_as_a_one_off_task_before_the_services(phase1: Assembly) 
     assert ["python", "-m", "aipp.admin", "migrate"] in commands
     for r in compute.values():
         if r["Type"] == "AWS::ECS::Service":
-            assert run_id in r.get("DependsOn", []), "services start after the migration run"
+            assert gate_id in r.get("DependsOn", []), "services start after the migration"
+    machines = [r for r in compute.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    (waiter,) = machines  # the provider's is-complete loop
+    assert waiter["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+    handlers = {
+        r["Properties"]["Handler"]
+        for r in compute.values()
+        if r["Type"] == "AWS::Lambda::Function"
+        and "migration" in str(r["Properties"].get("Description", "")).lower()
+    }
+    assert handlers == {"handler.on_event", "handler.is_complete"}
 
 
 def test_metrics_are_not_served_to_the_internet(phase1: Assembly) -> None:

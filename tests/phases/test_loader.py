@@ -299,15 +299,21 @@ def test_phase_catalog_covers_every_phase() -> None:
     assert set(PHASES) == set(Phase)
 
 
+CERT = '"arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-1111-2222-3333-444455556666"'
+HTTPS = f'"edge": {{"certificate_arn": {CERT}}}'
+
+
 def test_prod_alarms_must_reach_someone_or_say_they_do_not() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config("1", "prod")
+        load_config("1", "prod", f"{{{HTTPS}}}")
     assert str(caught.value) == (
         "invalid config: observability.alarm_email: prod alarms must reach someone; set an "
         "address, or observability.alarms_notify_nobody=true if you subscribe to the topic "
         "elsewhere"
     )
-    opted_out = load_config("1", "prod", '{"observability": {"alarms_notify_nobody": true}}')
+    opted_out = load_config(
+        "1", "prod", f'{{{HTTPS}, "observability": {{"alarms_notify_nobody": true}}}}'
+    )
     assert opted_out.observability.alarm_email is None
     assert load_config("1", "staging").observability.alarm_email is None, "staging may be quiet"
 
@@ -351,7 +357,7 @@ def test_unknown_instance_class_needs_max_connections() -> None:
 
 def test_overrides_from_a_file(tmp_path: pytest.TempPathFactory) -> None:
     path = tmp_path / "prod.json"  # type: ignore[operator]
-    path.write_text('{"observability": {"alarm_email": "oncall@example.org"}}')
+    path.write_text(f'{{{HTTPS}, "observability": {{"alarm_email": "oncall@example.org"}}}}')
     config = load_config("1", "prod", f"@{path}")
     assert config.observability.alarm_email == "oncall@example.org"
     with pytest.raises(ConfigError) as caught:
@@ -384,7 +390,7 @@ def test_a_switch_step_says_what_runs_and_where_work_goes(
     traffic: dict[str, int],
 ) -> None:
     config = load_config(
-        "2", "prod", '{"observability": {"alarm_email": "a@example.com"}}', transition
+        "2", "prod", f'{{{HTTPS}, "observability": {{"alarm_email": "a@example.com"}}}}', transition
     )
     assert config.computes == computes
     assert config.queue_modes == queues
