@@ -54,10 +54,11 @@ DOCKERFILES = $(shell git ls-files --cached --others --exclude-standard -- 'Dock
 WORKFLOWS = $(shell git ls-files --cached --others --exclude-standard -- '.github/workflows/*.yml' '.github/workflows/*.yaml')
 
 .PHONY: lint
-lint: install ## ruff, mypy, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows)
+lint: install ## ruff, mypy, import contracts, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows)
 	ruff check .
 	ruff format --check .
 	mypy
+	PYTHONPATH=.:worker_images:lambda_src lint-imports --no-logo
 	hadolint $(DOCKERFILES)
 	bash tools/images/lock.sh check
 	zizmor --offline --quiet .github/workflows
