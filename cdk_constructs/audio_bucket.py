@@ -56,9 +56,13 @@ class AudioBucket(Construct):
         super().__init__(scope, construct_id)
         removal = RemovalPolicy.RETAIN if config.is_prod else RemovalPolicy.DESTROY
         self.bucket_name = bucket_name(config, "audio")
-        settings: BucketConfig = config.bucket
+        self.log_bucket = self._log_bucket(config, removal)
+        self.bucket = self._audio_bucket(config.bucket, removal)
+        self._acknowledge_notifications_handler()
 
-        self.log_bucket = s3.Bucket(
+    def _log_bucket(self, config: PhaseConfig, removal: RemovalPolicy) -> s3.Bucket:
+        settings: BucketConfig = config.bucket
+        log_bucket = s3.Bucket(
             self,
             "AccessLogs",
             bucket_name=bucket_name(config, "logs"),
@@ -76,12 +80,14 @@ class AudioBucket(Construct):
             ],
         )
         acknowledge(
-            self.log_bucket,
+            log_bucket,
             "AwsSolutions-S1",
             "This is the access-log bucket itself; logging it into itself would loop.",
         )
+        return log_bucket
 
-        self.bucket = s3.Bucket(
+    def _audio_bucket(self, settings: BucketConfig, removal: RemovalPolicy) -> s3.Bucket:
+        return s3.Bucket(
             self,
             "Audio",
             bucket_name=self.bucket_name,
@@ -119,6 +125,8 @@ class AudioBucket(Construct):
                 )
             ],
         )
+
+    def _acknowledge_notifications_handler(self) -> None:
         # `event_bridge_enabled` is switched on by CDK's bucket-notifications handler.
         handler = "BucketNotificationsHandler"
         acknowledge_singleton(

@@ -102,7 +102,12 @@ class Database(Construct):
         # Host, port and database name join the generated user and password in each secret.
         self.secret: sm.ISecret = app_secret.attach(engine.target)
 
-        every = Duration.days(config.secret_rotation_days)
+        self._rotate(engine, vpc, Duration.days(config.secret_rotation_days))
+        self._acknowledge(config)
+
+    def _rotate(self, engine: _Engine, vpc: ec2.IVpc, every: Duration) -> None:
+        """Both users' passwords rotate in place (single-user rotation); the runtime re-reads
+        its secret when a login is refused."""
         engine.target.add_rotation_single_user(
             automatically_after=every, exclude_characters=EXCLUDED_CHARACTERS
         )
@@ -117,7 +122,6 @@ class Database(Construct):
             automatically_after=every,
             exclude_characters=EXCLUDED_CHARACTERS,
         )
-        self._acknowledge(config)
 
     def _parameters(self, engine: rds.IEngine) -> rds.ParameterGroup:
         return rds.ParameterGroup(
@@ -171,6 +175,26 @@ class Database(Construct):
                 "Single-AZ is this phase's documented choice (DESIGN.md phase table): task "
                 "state is recoverable from backups and the standby would double the cost.",
             )
+        replicas = self._replicas(config, instance, parameters, vpc, log_days)
+        return _Engine(
+            target=instance,
+            endpoint=instance.db_instance_endpoint_address,
+            read_endpoint=replicas[0].db_instance_endpoint_address if replicas else None,
+            cpu=instance.metric_cpu_utilization(),
+            connections=instance.metric_database_connections(),
+        )
+
+    def _replicas(
+        self,
+        config: DatabaseConfig,
+        instance: rds.DatabaseInstance,
+        parameters: rds.ParameterGroup,
+        vpc: ec2.IVpc,
+        log_days: int,
+    ) -> list[rds.DatabaseInstanceReadReplica]:
+        """Read replicas of the same class for the API's read-only queries (phase 3)."""
+        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        instance_type = ec2.InstanceType(config.instance_class)
         replicas = [
             rds.DatabaseInstanceReadReplica(
                 self,
@@ -197,36 +221,8 @@ class Database(Construct):
             for i in range(config.read_replicas)
         ]
         for replica in replicas:
-            for rule, reason in (
-                (
-                    "AwsSolutions-RDS3",
-                    "A read replica serves read-only queries that fall back to the Multi-AZ "
-                    "primary; a standby for it would double its cost for no durability.",
-                ),
-                (
-                    "AwsSolutions-RDS10",
-                    "A read replica holds no data of its own and is recreated from the "
-                    "protected primary; it is removed when the replica count goes down.",
-                ),
-                (
-                    "AwsSolutions-RDS2",
-                    "A replica inherits the encrypted storage of its encrypted primary; "
-                    "CloudFormation takes no StorageEncrypted on a read replica.",
-                ),
-                (
-                    "AwsSolutions-RDS11",
-                    "The replica listens on 5433 like its primary; CDK renders a replica's port "
-                    "as the string '5433', which the rule does not read as a non-default port.",
-                ),
-            ):
-                acknowledge(replica, rule, reason)
-        return _Engine(
-            target=instance,
-            endpoint=instance.db_instance_endpoint_address,
-            read_endpoint=replicas[0].db_instance_endpoint_address if replicas else None,
-            cpu=instance.metric_cpu_utilization(),
-            connections=instance.metric_database_connections(),
-        )
+            _acknowledge_replica(replica)
+        return replicas
 
     def _aurora_cluster(
         self, config: DatabaseConfig, vpc: ec2.IVpc, log_days: int, removal: RemovalPolicy
@@ -303,3 +299,29 @@ class Database(Construct):
             "CDK's log-retention function sets retention on log groups that RDS creates and "
             "names at run time, so their ARNs are not known at synth.",
         )
+
+
+def _acknowledge_replica(replica: rds.DatabaseInstanceReadReplica) -> None:
+    for rule, reason in (
+        (
+            "AwsSolutions-RDS3",
+            "A read replica serves read-only queries that fall back to the Multi-AZ "
+            "primary; a standby for it would double its cost for no durability.",
+        ),
+        (
+            "AwsSolutions-RDS10",
+            "A read replica holds no data of its own and is recreated from the "
+            "protected primary; it is removed when the replica count goes down.",
+        ),
+        (
+            "AwsSolutions-RDS2",
+            "A replica inherits the encrypted storage of its encrypted primary; "
+            "CloudFormation takes no StorageEncrypted on a read replica.",
+        ),
+        (
+            "AwsSolutions-RDS11",
+            "The replica listens on 5433 like its primary; CDK renders a replica's port "
+            "as the string '5433', which the rule does not read as a non-default port.",
+        ),
+    ):
+        acknowledge(replica, rule, reason)

@@ -76,9 +76,13 @@ def task_definition(
     container.add_mount_points(
         ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108 - a private per-task volume
     )
-    execution_role = task.obtain_execution_role()
+    _acknowledge_task(task)
+    return task
+
+
+def _acknowledge_task(task: ecs.FargateTaskDefinition) -> None:
     acknowledge(
-        execution_role,
+        task.obtain_execution_role(),
         "AwsSolutions-IAM5[Resource::*]",
         "ecr:GetAuthorizationToken has no resource-level permissions; every other action of "
         "the execution role is scoped to the image repository, log group and secrets.",
@@ -89,7 +93,6 @@ def task_definition(
         "Only non-secret settings (endpoints, queue URLs, limits) are plain environment "
         "variables; credentials come from Secrets Manager through `secrets`.",
     )
-    return task
 
 
 def rolling_service(
@@ -156,6 +159,19 @@ class ApiService(Construct):
             ],
         )
 
+        self._load_balancer(vpc, access_logs)
+        self.service = rolling_service(
+            self,
+            cluster=cluster,
+            task=self.task_definition,
+            desired=config.count.min,
+            health_check_grace_period=Duration.seconds(60),
+        )
+
+        self._listeners(vpc, certificate_arn)
+        self._scale(config)
+
+    def _load_balancer(self, vpc: ec2.IVpc, access_logs: s3.IBucket) -> None:
         self.load_balancer = elbv2.ApplicationLoadBalancer(
             self,
             "Alb",
@@ -181,14 +197,7 @@ class ApiService(Construct):
                 "anywhere and every request is authenticated by API key behind it.",
             )
 
-        self.service = rolling_service(
-            self,
-            cluster=cluster,
-            task=self.task_definition,
-            desired=config.count.min,
-            health_check_grace_period=Duration.seconds(60),
-        )
-
+    def _listeners(self, vpc: ec2.IVpc, certificate_arn: str | None) -> None:
         self.target_group = elbv2.ApplicationTargetGroup(
             self,
             "Targets",
@@ -238,18 +247,9 @@ class ApiService(Construct):
                 "No certificate is configured (`edge.certificate_arn` or `edge.domain`): the "
                 "listener serves plain HTTP until one is, after which HTTP redirects to HTTPS.",
             )
-        # Prometheus scrapes `/metrics` inside the VPC; the internet gets a 404 for it.
-        listener.add_action(
-            "HideMetrics",
-            priority=1,
-            conditions=[elbv2.ListenerCondition.path_patterns(["/metrics", "/metrics/*"])],
-            action=elbv2.ListenerAction.fixed_response(
-                404,
-                content_type="application/json",
-                message_body='{"error": {"code": "not_found", "message": "Not found"}}',
-            ),
-        )
+        _hide_metrics(listener)
 
+    def _scale(self, config: ApiServiceConfig) -> None:
         scaling = self.service.auto_scale_task_count(
             min_capacity=config.count.min, max_capacity=config.count.max
         )
@@ -259,6 +259,20 @@ class ApiService(Construct):
             scale_in_cooldown=Duration.seconds(120),
             scale_out_cooldown=Duration.seconds(60),
         )
+
+
+def _hide_metrics(listener: elbv2.ApplicationListener) -> None:
+    # Prometheus scrapes `/metrics` inside the VPC; the internet gets a 404 for it.
+    listener.add_action(
+        "HideMetrics",
+        priority=1,
+        conditions=[elbv2.ListenerCondition.path_patterns(["/metrics", "/metrics/*"])],
+        action=elbv2.ListenerAction.fixed_response(
+            404,
+            content_type="application/json",
+            message_body='{"error": {"code": "not_found", "message": "Not found"}}',
+        ),
+    )
 
 
 class WorkerService(Construct):
@@ -312,6 +326,11 @@ class WorkerService(Construct):
             ],
         )
 
+        self._scale_on_backlog(config, cluster, queues)
+
+    def _scale_on_backlog(
+        self, config: WorkerServiceConfig, cluster: ecs.ICluster, queues: QueuePair
+    ) -> None:
         target = config.backlog_per_task
         period = Duration.minutes(1)
         running = cw.Metric(

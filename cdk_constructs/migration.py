@@ -62,6 +62,27 @@ class MigrationRun(Construct):
         )
         subnets = cluster.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         keep = retention(log_retention_days)
+        start, check = self._functions(keep)
+        self._grant(cluster, start, check)
+        provider = self._provider(start, check, keep)
+        self.run = CustomResource(
+            self,
+            "Run",
+            service_token=provider.service_token,
+            resource_type="Custom::SchemaMigration",
+            properties={
+                "Cluster": cluster.cluster_arn,
+                "TaskDefinition": self.task_definition.task_definition_arn,
+                "Container": CONTAINER,
+                "Subnets": subnets.subnet_ids,
+                "SecurityGroups": [self.security_group.security_group_id],
+                "LogGroup": log_group.log_group_name,
+            },
+        )
+        self._acknowledge(provider, start, check)
+
+    def _functions(self, keep: logs.RetentionDays) -> tuple[lambda_.Function, lambda_.Function]:
+        """The gate's two handlers (`lambda_src/migration_gate`): start the task, check it."""
         start, check = (
             lambda_.Function(
                 self,
@@ -79,8 +100,13 @@ class MigrationRun(Construct):
                 ("Check", "is_complete", "Waits for the schema migration task's exit"),
             )
         )
-        self._grant(cluster, start, check)
-        provider = cr.Provider(
+        return start, check
+
+    def _provider(
+        self, start: lambda_.Function, check: lambda_.Function, keep: logs.RetentionDays
+    ) -> cr.Provider:
+        """CDK's provider framework: polls `check` every 15 s for up to 30 minutes."""
+        return cr.Provider(
             self,
             "Gate",
             on_event_handler=start,
@@ -95,21 +121,6 @@ class MigrationRun(Construct):
                 include_execution_data=False,
             ),
         )
-        self.run = CustomResource(
-            self,
-            "Run",
-            service_token=provider.service_token,
-            resource_type="Custom::SchemaMigration",
-            properties={
-                "Cluster": cluster.cluster_arn,
-                "TaskDefinition": self.task_definition.task_definition_arn,
-                "Container": CONTAINER,
-                "Subnets": subnets.subnet_ids,
-                "SecurityGroups": [self.security_group.security_group_id],
-                "LogGroup": log_group.log_group_name,
-            },
-        )
-        self._acknowledge(provider, start, check)
 
     def _grant(
         self, cluster: ecs.ICluster, start: lambda_.Function, check: lambda_.Function

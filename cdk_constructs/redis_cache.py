@@ -30,22 +30,7 @@ class RedisCache(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.port = REDIS_PORT
-
-        self.auth_secret = sm.Secret(
-            self,
-            "AuthToken",
-            description="AUTH token of the platform's Redis",
-            generate_secret_string=sm.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
-        )
-        acknowledge(
-            self.auth_secret,
-            "AwsSolutions-SMG4",
-            "ElastiCache accepts a new AUTH token only through a ROTATE/SET modification of the "
-            "replication group; rotation is an operator runbook step (docs/operations.md).",
-        )
-
+        self.auth_secret = self._auth_token()
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, description="Redis", allow_all_outbound=False
         )
@@ -90,6 +75,26 @@ class RedisCache(Construct):
         self.connections = ec2.Connections(
             security_groups=[self.security_group], default_port=ec2.Port.tcp(REDIS_PORT)
         )
+        self._metrics(group)
+
+    def _auth_token(self) -> sm.Secret:
+        secret = sm.Secret(
+            self,
+            "AuthToken",
+            description="AUTH token of the platform's Redis",
+            generate_secret_string=sm.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
+        acknowledge(
+            secret,
+            "AwsSolutions-SMG4",
+            "ElastiCache accepts a new AUTH token only through a ROTATE/SET modification of the "
+            "replication group; rotation is an operator runbook step (docs/operations.md).",
+        )
+        return secret
+
+    def _metrics(self, group: elasticache.CfnReplicationGroup) -> None:
         # ElastiCache publishes per node; watch the first one.
         first_node = Fn.join("-", [group.ref, "001"])
         self.cpu_metric = cw.Metric(

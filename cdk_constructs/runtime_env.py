@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from cdk_constructs.task_queues import QueuePair
+from aws_cdk import Stack
+from constructs import IConstruct
+
+from cdk_constructs.audio_bucket import AudioBucket
+from cdk_constructs.database import Database
+from cdk_constructs.redis_cache import RedisCache
+from cdk_constructs.task_queues import QueuePair, TaskQueues
 from phases import PhaseConfig, TaskType
 from phases.models import AiConfig
 
@@ -33,6 +39,29 @@ class Endpoints:
     redis_host: str | None = None  # every kind but the upload check needs Redis
     redis_port: int | None = None
     db_read_host: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        scope: IConstruct,
+        config: PhaseConfig,
+        *,
+        audio: AudioBucket,
+        database: Database,
+        cache: RedisCache,
+        queues: TaskQueues,
+    ) -> Endpoints:
+        """A compute's endpoints: new work goes to the layout that takes it now."""
+        serving = config.serving_queue_mode
+        return cls(
+            region=Stack.of(scope).region,
+            bucket=audio.bucket_name,
+            send_to={t: queues.for_type(t, serving).queue.queue_url for t in TaskType},
+            redis_host=cache.endpoint,
+            redis_port=cache.port,
+            db_secret_arn=database.secret.secret_arn,
+            db_read_host=database.read_endpoint,
+        )
 
 
 def runtime_environment(

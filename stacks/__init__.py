@@ -8,6 +8,8 @@ staged (`config.transition`, docs/phase-switch.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import Aspects, Environment, Stack, Tags
 from constructs import Construct
 
@@ -28,7 +30,7 @@ STATEFUL_STACKS = ("Network", "Data", "Messaging")
 
 def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
     """Add every stack of the configured environment to `scope`, in deployment order."""
-    env = Environment(account=config.account, region=config.region)
+    env = _environment(config)
 
     def name(part: str) -> str:
         return f"{config.stack_prefix}-{part}"
@@ -59,8 +61,40 @@ def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
         env=env,
     )
     stacks: list[Stack] = [network, edge, data, messaging, pipeline, observability]
+    stacks += _computes(
+        scope,
+        config,
+        name,
+        network=network,
+        edge=edge,
+        data=data,
+        messaging=messaging,
+        observability=observability,
+    )
+    for stack in stacks:
+        Tags.of(stack).add("project", config.project)
+        Tags.of(stack).add("env", config.env.value)
+        Tags.of(stack).add("phase", str(int(config.phase)))
+        Aspects.of(stack).add(RetainExceptOnCreate())
+    return stacks
+
+
+def _computes(
+    scope: Construct,
+    config: PhaseConfig,
+    name: Callable[[str], str],
+    *,
+    network: NetworkStack,
+    edge: EdgeStack,
+    data: DataStack,
+    messaging: MessagingStack,
+    observability: ObservabilityStack,
+) -> list[Stack]:
+    """The compute stacks the config runs: one, or both while a switch is staged."""
+    env = _environment(config)
+    computes: list[Stack] = []
     if "ecs" in config.computes:
-        stacks.append(
+        computes.append(
             ComputeEcsStack(
                 scope,
                 name("ComputeEcs"),
@@ -76,7 +110,7 @@ def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
             )
         )
     if "eks" in config.computes:
-        stacks.append(
+        computes.append(
             ComputeEksStack(
                 scope,
                 name("ComputeEks"),
@@ -89,9 +123,9 @@ def build_platform(scope: Construct, config: PhaseConfig) -> list[Stack]:
                 env=env,
             )
         )
-    for stack in stacks:
-        Tags.of(stack).add("project", config.project)
-        Tags.of(stack).add("env", config.env.value)
-        Tags.of(stack).add("phase", str(int(config.phase)))
-        Aspects.of(stack).add(RetainExceptOnCreate())
-    return stacks
+    return computes
+
+
+def _environment(config: PhaseConfig) -> Environment:
+    """Environment-agnostic unless config names the account or region."""
+    return Environment(account=config.account, region=config.region)

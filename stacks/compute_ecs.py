@@ -32,7 +32,7 @@ from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
 from cdk_constructs.runtime_env import Endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
-from phases import PhaseConfig, TaskType
+from phases import PhaseConfig
 from stacks.edge import EdgeStack, hosted_zone
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -70,40 +70,15 @@ class ComputeEcsStack(Stack):
         keep = retention(config.observability.log_retention_days)
         api_logs = logs.LogGroup(self, "ApiLogs", retention=keep)
         self.worker_logs = logs.LogGroup(self, "WorkerLogs", retention=keep)
-        serving = config.serving_queue_mode
-        self.endpoints = Endpoints(
-            region=self.region,
-            bucket=audio.bucket_name,
-            send_to={t: queues.for_type(t, serving).queue.queue_url for t in TaskType},
-            redis_host=cache.endpoint,
-            redis_port=cache.port,
-            db_secret_arn=database.secret.secret_arn,
-            db_read_host=database.read_endpoint,
+        self.endpoints = Endpoints.of(
+            self, config, audio=audio, database=database, cache=cache, queues=queues
         )
-        send_to = [pair.queue for pair in queues.layout(serving)]
+        send_to = [pair.queue for pair in queues.layout(config.serving_queue_mode)]
         # Credentials the runtime reads itself (the database's, by ARN) never appear here;
         # the Redis AUTH token is injected by ECS from Secrets Manager at task start.
         secrets = {"REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret)}
 
-        self.migration = MigrationRun(
-            self,
-            "Migrate",
-            cluster=self.cluster,
-            environment=runtime_environment(
-                config,
-                self.endpoints,
-                kind="migration",
-                ai=config.ai_for("ecs"),
-                master_secret_arn=database.master_secret.secret_arn,
-            ),
-            secrets=secrets,
-            log_group=api_logs,
-            log_retention_days=config.observability.log_retention_days,
-        )
-        allow_ingress(database.connections, self.migration.security_group, "Migration task")
-        database.master_secret.grant_read(self.migration.task_definition.task_role)
-        database.secret.grant_read(self.migration.task_definition.task_role)
-
+        self.migration = self._migration(database, secrets, api_logs)
         self.api = self._api(
             edge=edge,
             audio=audio,
@@ -125,6 +100,31 @@ class ComputeEcsStack(Stack):
             service.node.add_dependency(self.migration.run)
         self.alarms = Alarms(self, alarm_topic)
         self._observe()
+
+    def _migration(
+        self, database: Database, secrets: dict[str, ecs.Secret], log_group: logs.ILogGroup
+    ) -> MigrationRun:
+        """The schema migration the services wait for; the only reader of the master secret."""
+        config = self.config
+        migration = MigrationRun(
+            self,
+            "Migrate",
+            cluster=self.cluster,
+            environment=runtime_environment(
+                config,
+                self.endpoints,
+                kind="migration",
+                ai=config.ai_for("ecs"),
+                master_secret_arn=database.master_secret.secret_arn,
+            ),
+            secrets=secrets,
+            log_group=log_group,
+            log_retention_days=config.observability.log_retention_days,
+        )
+        allow_ingress(database.connections, migration.security_group, "Migration task")
+        database.master_secret.grant_read(migration.task_definition.task_role)
+        database.secret.grant_read(migration.task_definition.task_role)
+        return migration
 
     def _api(
         self,
@@ -305,6 +305,11 @@ class ComputeEcsStack(Stack):
             obs.worker_error_alarm_lines,
             "Workers logged errors: jobs are failing or retrying; read the worker logs.",
         )
+        self._dashboard(api_5xx, elb_5xx, latency, errors)
+
+    def _dashboard(
+        self, api_5xx: cw.IMetric, elb_5xx: cw.IMetric, latency: cw.IMetric, errors: cw.IMetric
+    ) -> None:
         cpu = [
             cw.Metric(
                 namespace="AWS/ECS",

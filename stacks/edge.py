@@ -22,7 +22,7 @@ from constructs import Construct
 
 from cdk_constructs.retention import retention
 from phases import PhaseConfig
-from phases.models import DomainConfig
+from phases.models import DomainConfig, WafConfig
 
 # Headers that carry API keys: never written to WAF logs.
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
@@ -57,38 +57,7 @@ class EdgeStack(Stack):
     def _web_acl(self, config: PhaseConfig) -> str:
         waf = config.edge.waf
         name = f"{config.name_prefix}-api"
-
-        def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-            return wafv2.CfnWebACL.VisibilityConfigProperty(
-                cloud_watch_metrics_enabled=True,
-                metric_name=metric,
-                sampled_requests_enabled=True,
-            )
-
-        rules = [
-            wafv2.CfnWebACL.RuleProperty(
-                name=group,
-                priority=i,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS",
-                        name=group,
-                        rule_action_overrides=[
-                            wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                name=rule,
-                                action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
-                            )
-                            for rule in waf.count_only_rules
-                        ]
-                        if group == "AWSManagedRulesCommonRuleSet" and waf.count_only_rules
-                        else None,
-                    )
-                ),
-                visibility_config=visibility(group),
-            )
-            for i, group in enumerate(waf.managed_rule_groups)
-        ]
+        rules = [_managed_rule(group, i, waf) for i, group in enumerate(waf.managed_rule_groups)]
         rules.append(
             wafv2.CfnWebACL.RuleProperty(
                 name="RatePerIp",
@@ -99,7 +68,7 @@ class EdgeStack(Stack):
                         aggregate_key_type="IP", limit=waf.rate_limit_per_ip
                     )
                 ),
-                visibility_config=visibility("RatePerIp"),
+                visibility_config=_visibility("RatePerIp"),
             )
         )
         acl = wafv2.CfnWebACL(
@@ -110,15 +79,17 @@ class EdgeStack(Stack):
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             description="Public load balancers of the task API",
             rules=rules,
-            visibility_config=visibility(name),
+            visibility_config=_visibility(name),
         )
-        # WAF delivers only to log groups whose name starts with `aws-waf-logs-`.
+        self._log(acl, name, waf.log_retention_days)
+        return acl.attr_arn
+
+    def _log(self, acl: wafv2.CfnWebACL, name: str, retention_days: int) -> None:
+        """Every request WAF sees, to a log group (WAF delivers only to `aws-waf-logs-*`), with
+        the headers that carry API keys redacted."""
         log_name = f"aws-waf-logs-{name}"
-        logs.LogGroup(
-            self,
-            "WafLogs",
-            log_group_name=log_name,
-            retention=retention(waf.log_retention_days),
+        group = logs.LogGroup(
+            self, "WafLogs", log_group_name=log_name, retention=retention(retention_days)
         )
         wafv2.CfnLoggingConfiguration(
             self,
@@ -136,5 +107,35 @@ class EdgeStack(Stack):
                 wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
                 for header in CREDENTIAL_HEADERS
             ],
-        ).node.add_dependency(self.node.find_child("WafLogs"))
-        return acl.attr_arn
+        ).node.add_dependency(group)
+
+
+def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
+    )
+
+
+def _managed_rule(group: str, priority: int, waf: WafConfig) -> wafv2.CfnWebACL.RuleProperty:
+    """An AWS managed rule group; in the common rule set, `count_only_rules` only count."""
+    overrides = (
+        [
+            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+            )
+            for rule in waf.count_only_rules
+        ]
+        if group == "AWSManagedRulesCommonRuleSet" and waf.count_only_rules
+        else None
+    )
+    return wafv2.CfnWebACL.RuleProperty(
+        name=group,
+        priority=priority,
+        override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+        statement=wafv2.CfnWebACL.StatementProperty(
+            managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                vendor_name="AWS", name=group, rule_action_overrides=overrides
+            )
+        ),
+        visibility_config=_visibility(group),
+    )

@@ -65,10 +65,14 @@ class NetworkStack(Stack):
             },
         )
 
+        self._flow_logs(config)
+        self._interface_endpoints(config)
+
+    def _flow_logs(self, config: PhaseConfig) -> None:
         flow_logs = logs.LogGroup(
             self,
             "FlowLogs",
-            retention=retention(net.flow_log_retention_days),
+            retention=retention(config.network.flow_log_retention_days),
             removal_policy=RemovalPolicy.RETAIN if config.is_prod else RemovalPolicy.DESTROY,
         )
         self.vpc.add_flow_log(
@@ -77,22 +81,25 @@ class NetworkStack(Stack):
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
 
-        compute_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-        if net.interface_endpoints:
-            endpoint_sg = ec2.SecurityGroup(
-                self,
-                "EndpointSecurityGroup",
-                vpc=self.vpc,
-                description="HTTPS from inside the VPC to the interface endpoints",
-                allow_all_outbound=False,
+    def _interface_endpoints(self, config: PhaseConfig) -> None:
+        """The interface endpoints config asks for, in the compute subnets, HTTPS from the VPC."""
+        net = config.network
+        if not net.interface_endpoints:
+            return
+        endpoint_sg = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="HTTPS from inside the VPC to the interface endpoints",
+            allow_all_outbound=False,
+        )
+        endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(net.cidr), ec2.Port.tcp(443), "VPC")
+        for name in net.interface_endpoints:
+            self.vpc.add_interface_endpoint(
+                "Endpoint" + name.replace(".", " ").title().replace(" ", ""),
+                service=_ENDPOINTS[name],
+                subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+                private_dns_enabled=True,
+                security_groups=[endpoint_sg],
+                open=False,
             )
-            endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(net.cidr), ec2.Port.tcp(443), "VPC")
-            for name in net.interface_endpoints:
-                self.vpc.add_interface_endpoint(
-                    "Endpoint" + name.replace(".", " ").title().replace(" ", ""),
-                    service=_ENDPOINTS[name],
-                    subnets=compute_subnets,
-                    private_dns_enabled=True,
-                    security_groups=[endpoint_sg],
-                    open=False,
-                )

@@ -57,79 +57,19 @@ class PipelineStack(Stack):
         # New uploads go to the layout that takes new work (the old one until a cutover).
         stt = queues.for_type(TaskType.STT, config.serving_queue_mode).queue
         llm = queues.for_type(TaskType.LLM, config.serving_queue_mode).queue
-
-        role = iam.Role(
-            self,
-            "UploadRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Upload check Lambda: reads uploads, moves the task, queues STT",
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AWSLambdaVPCAccessExecutionRole"
-                )
-            ],
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaVPCAccessExecutionRole]",
-            "The AWS-maintained minimal policy for a Lambda in a VPC (ENI management and "
-            "its own log stream); a copy of it would only drift.",
-        )
-
-        self.failed_events = sqs.Queue(
-            self,
-            "UploadEventsDlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failed_events,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the upload events: events the rule "
-            "could not deliver and events the check failed on after every retry.",
-        )
+        role = self._role()
         timeout = Duration.seconds(30)
-        self.upload_events = sqs.Queue(
-            self,
-            "UploadEvents",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(4),
-            # Lambda's guidance for SQS sources: at least six times the function's timeout.
-            visibility_timeout=Duration.seconds(timeout.to_seconds() * 6),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.failed_events, max_receive_count=5),
-        )
+        self._event_queues(timeout)
         upload = config.upload_check
-        self.upload_function = lambda_.DockerImageFunction(
-            self,
-            "UploadCheck",
-            description="Checks an uploaded object (type by magic bytes, size) and queues STT",
-            code=lambda_image("upload-lambda"),
+        self.upload_function = self._function(
+            config,
             role=role,
-            architecture=lambda_.Architecture.X86_64,
-            memory_size=256,
-            timeout=timeout,
-            reserved_concurrent_executions=upload.reserved_concurrency,
             vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            log_group=logs.LogGroup(
-                self,
-                "UploadCheckLogs",
-                retention=retention(config.observability.log_retention_days),
-            ),
-            environment=runtime_environment(
-                config,
-                Endpoints(
-                    region=self.region,
-                    bucket=audio.bucket_name,
-                    send_to={TaskType.STT: stt.queue_url, TaskType.LLM: llm.queue_url},
-                    db_secret_arn=database.secret.secret_arn,
-                ),
-                kind="upload_check",
-                ai=config.ai,
-            ),
+            timeout=timeout,
+            audio=audio,
+            database=database,
+            stt=stt,
+            llm=llm,
         )
         self.upload_function.add_event_source(
             sources.SqsEventSource(
@@ -150,7 +90,98 @@ class PipelineStack(Stack):
         )
         stt.grant_send_messages(self.upload_function)
         database.secret.grant_read(self.upload_function)
+        self._rule(audio)
 
+    def _function(
+        self,
+        config: PhaseConfig,
+        *,
+        role: iam.IRole,
+        vpc: ec2.IVpc,
+        timeout: Duration,
+        audio: AudioBucket,
+        database: Database,
+        stt: sqs.IQueue,
+        llm: sqs.IQueue,
+    ) -> lambda_.DockerImageFunction:
+        return lambda_.DockerImageFunction(
+            self,
+            "UploadCheck",
+            description="Checks an uploaded object (type by magic bytes, size) and queues STT",
+            code=lambda_image("upload-lambda"),
+            role=role,
+            architecture=lambda_.Architecture.X86_64,
+            memory_size=256,
+            timeout=timeout,
+            reserved_concurrent_executions=config.upload_check.reserved_concurrency,
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            log_group=logs.LogGroup(
+                self,
+                "UploadCheckLogs",
+                retention=retention(config.observability.log_retention_days),
+            ),
+            environment=runtime_environment(
+                config,
+                Endpoints(
+                    region=self.region,
+                    bucket=audio.bucket_name,
+                    send_to={TaskType.STT: stt.queue_url, TaskType.LLM: llm.queue_url},
+                    db_secret_arn=database.secret.secret_arn,
+                ),
+                kind="upload_check",
+                ai=config.ai,
+            ),
+        )
+
+    def _role(self) -> iam.Role:
+        role = iam.Role(
+            self,
+            "UploadRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Upload check Lambda: reads uploads, moves the task, queues STT",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSLambdaVPCAccessExecutionRole"
+                )
+            ],
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaVPCAccessExecutionRole]",
+            "The AWS-maintained minimal policy for a Lambda in a VPC (ENI management and "
+            "its own log stream); a copy of it would only drift.",
+        )
+        return role
+
+    def _event_queues(self, timeout: Duration) -> None:
+        """The queue of upload events the function consumes, and its alarmed DLQ."""
+        self.failed_events = sqs.Queue(
+            self,
+            "UploadEventsDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.failed_events,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the upload events: events the rule "
+            "could not deliver and events the check failed on after every retry.",
+        )
+        self.upload_events = sqs.Queue(
+            self,
+            "UploadEvents",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(4),
+            # Lambda's guidance for SQS sources: at least six times the function's timeout.
+            visibility_timeout=Duration.seconds(timeout.to_seconds() * 6),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.failed_events, max_receive_count=5),
+        )
+
+    def _rule(self, audio: AudioBucket) -> None:
         events.Rule(
             self,
             "UploadedAudio",
