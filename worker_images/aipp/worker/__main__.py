@@ -19,10 +19,12 @@ from aipp.core.logging import configure_logging
 from aipp.core.models import TaskType
 from aipp.core.queue import Queue
 from aipp.core.storage import Storage
+from aipp.core.upload_check import UploadCheck
 from aipp.worker.ecs import ScaleInProtection
 from aipp.worker.lock import TaskLocks
 from aipp.worker.pipeline import Pipeline
 from aipp.worker.providers import build_summarizer, build_transcriber
+from aipp.worker.reconciler import Reconciler
 from aipp.worker.runner import Worker
 from aipp.worker.sweeper import UploadSweeper
 from aipp.worker.webhook import Webhook
@@ -62,18 +64,19 @@ async def serve(settings: Settings) -> None:
         Webhook(settings.webhook_url, settings.webhook_secret) if settings.webhook_url else None
     )
     lock_ttl_ms = visibility * 1000 - min(1000, visibility * 250)
+    locks = TaskLocks(cache.redis, ttl_ms=lock_ttl_ms, prefix=cache.prefix)
     pipeline = Pipeline(
         settings=settings,
         db=db,
         storage=storage,
         queue=queue,
         cache=cache,
-        locks=TaskLocks(cache.redis, ttl_ms=lock_ttl_ms, prefix=cache.prefix),
+        locks=locks,
         transcriber=build_transcriber(settings, storage) if TaskType.STT in types else None,
         summarizer=build_summarizer(settings) if TaskType.LLM in types else None,
         webhook=webhook,
     )
-    background: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if settings.upload_sweep_interval_seconds > 0:
         sweeper = UploadSweeper(
             db=db,
@@ -84,8 +87,20 @@ async def serve(settings: Settings) -> None:
             grace_seconds=settings.upload_grace_seconds,
             prefix=cache.prefix,
             webhook=webhook,
+            check=UploadCheck(settings, db, storage, queue),
         )
-        background = (sweeper.run,)
+        background.append(sweeper.run)
+    if settings.reconcile_interval_seconds > 0:
+        reconciler = Reconciler(
+            db=db,
+            queue=queue,
+            locks=locks,
+            redis=cache.redis,
+            interval_seconds=settings.reconcile_interval_seconds,
+            after_seconds=settings.reconcile_after_seconds,
+            prefix=cache.prefix,
+        )
+        background.append(reconciler.run)
     worker = Worker(
         pipeline=pipeline,
         sqs=queue.client,
@@ -98,10 +113,13 @@ async def serve(settings: Settings) -> None:
         retry_base=settings.worker_retry_base_seconds,
         grace_seconds=settings.worker_shutdown_grace_seconds,
         dlq_url=settings.worker_dlq_url,
+        job_deadline=settings.worker_job_deadline_seconds,
+        provider_retry_base=settings.provider_retry_base_seconds,
+        provider_retry_max=settings.provider_retry_max_seconds,
         heartbeat_file=settings.worker_heartbeat_file,
         protection=ScaleInProtection(settings.ecs_agent_uri),
         health_checks=(db.ping, cache.ping),
-        background=background,
+        background=tuple(background),
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
