@@ -27,9 +27,7 @@ async def test_healthz_and_readyz_with_everything_up(client: httpx.AsyncClient) 
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "s3": "ok", "queue": "ok"}
 
 
-async def test_redis_down_readyz_names_it(
-    database_url: str, aws: AwsNames, db: Database
-) -> None:
+async def test_redis_down_readyz_names_it(database_url: str, aws: AwsNames, db: Database) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(database_url, aws, redis_url=dead, dependency_timeout_seconds=1)
     async with running_app(settings) as (_, client):

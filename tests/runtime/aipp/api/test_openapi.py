@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import Any
 
 import httpx
@@ -26,9 +25,9 @@ def test_checked_in_openapi_is_current() -> None:
 def _deployment_limits(document: dict[str, Any]) -> dict[str, Any]:
     """Take out (and return) the values that come from the deployment's settings."""
     create = document["components"]["schemas"]["CreateTaskRequest"]["properties"]
-    file = document["paths"]["/v1/tasks"]["post"]["requestBody"]["content"][
-        "multipart/form-data"
-    ]["schema"]["properties"]["file"]
+    file = document["paths"]["/v1/tasks"]["post"]["requestBody"]["content"]["multipart/form-data"][
+        "schema"
+    ]["properties"]["file"]
     return {
         "content_types": create["content_type"].pop("enum"),
         "max_upload_bytes": create["size_bytes"].pop("maximum"),

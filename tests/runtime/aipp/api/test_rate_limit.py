@@ -71,7 +71,9 @@ async def test_redis_down_the_api_keeps_serving_and_limits_in_process(
         assert statuses == [200, 200, 429, 429]
         metrics = (await client.get("/metrics")).text
         fallback = next(
-            line for line in metrics.splitlines() if line.startswith("aipp_rate_limit_fallback_total")
+            line
+            for line in metrics.splitlines()
+            if line.startswith("aipp_rate_limit_fallback_total")
         )
         assert float(fallback.split()[-1]) >= 6
         assert app.state.metrics is not None
@@ -81,9 +83,7 @@ async def test_redis_down_the_api_keeps_serving_and_limits_in_process(
 async def test_unknown_keys_cost_one_lookup_each_and_a_flood_is_refused(
     database_url: str, aws: AwsNames, db: Database
 ) -> None:
-    settings = make_settings(
-        database_url, aws, auth_failures_per_minute=20, auth_cache_seconds=60
-    )
+    settings = make_settings(database_url, aws, auth_failures_per_minute=20, auth_cache_seconds=60)
     async with running_app(settings) as (app, client):
         services = app.state.services
         in_use = await new_key(db)
