@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -39,7 +39,7 @@ AUTH_ERRORS: tuple[type[Exception], ...] = (
 SecretReader = Callable[[], Awaitable[str]]
 
 
-def ssl_option(settings: Settings) -> ssl.SSLContext | str | bool | None:
+def ssl_option(settings: Settings) -> ssl.SSLContext | Literal["prefer"] | bool | None:
     """asyncpg's `ssl` argument for DB_SSLMODE (None: leave it to the DSN and the default).
 
     `verify-full` checks the chain against DB_SSL_ROOT_CERT (else the system's trust store) and

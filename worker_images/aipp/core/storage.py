@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from aipp.core.aws import s3_client
@@ -15,6 +16,14 @@ from aipp.core.config import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+# Streams to and from S3 hold at most max_concurrency parts of multipart_chunksize in memory.
+TRANSFER = TransferConfig(
+    multipart_threshold=8 * 1024 * 1024,
+    multipart_chunksize=8 * 1024 * 1024,
+    max_concurrency=2,
+)
 
 
 def _missing(exc: ClientError) -> bool:
@@ -74,6 +83,7 @@ class Storage:
             self.bucket,
             key,
             ExtraArgs={"ContentType": content_type},
+            Config=TRANSFER,
         )
         head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
         version: str | None = head.get("VersionId")
@@ -84,7 +94,12 @@ class Storage:
         extra = {"VersionId": version_id} if version_id else None
         try:
             await asyncio.to_thread(
-                self.client.download_fileobj, self.bucket, key, file, ExtraArgs=extra
+                self.client.download_fileobj,
+                self.bucket,
+                key,
+                file,
+                ExtraArgs=extra,
+                Config=TRANSFER,
             )
         except ClientError as exc:
             if _missing(exc):
