@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Route
 
 log = logging.getLogger("aipp.api")
 
@@ -131,14 +132,30 @@ def dependency_of(exc: BaseException) -> str | None:  # noqa: PLR0911 - a table 
     return None
 
 
+def _path_methods(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path regex, methods) of every documented path, from the OpenAPI document (cached)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = {m.upper() for m in operations}
+            if "GET" in methods:
+                methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+            table.append((re.compile(f"^{pattern}$"), methods))
+        app.state.path_methods = table
+    return table
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at the request's path."""
     methods: set[str] = set()
-    scope = {**request.scope, "method": "GET"}
-    for route in request.app.router.routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    for pattern, supported in _path_methods(request.app):
+        if pattern.match(request.url.path):
+            methods |= supported
+    for route in request.app.router.routes:  # undocumented routes (/openapi.json, /docs)
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= set(route.methods or ())
     return sorted(methods)
 
 
