@@ -47,6 +47,16 @@ async def _visibility(settings: Settings, queue: Queue, url: str) -> int:
         return DEFAULT_VISIBILITY
 
 
+async def _turn_prefix(db: Database, prefix: str) -> str:
+    """One sweep and one reconcile turn per database, whoever else shares the Redis."""
+    try:
+        name = await asyncio.wait_for(db.pool.fetchval("SELECT current_database()"), 10)
+    except Exception as exc:  # the turn key only saves duplicate work
+        log.warning("database name unknown at start", extra={"error": repr(exc)})
+        return prefix
+    return f"{prefix}:{name}"
+
+
 async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(settings.worker_concurrency * 2 + 8))
@@ -77,6 +87,7 @@ async def serve(settings: Settings) -> None:
         webhook=webhook,
     )
     background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    turn_prefix = await _turn_prefix(db, cache.prefix)
     if settings.upload_sweep_interval_seconds > 0:
         sweeper = UploadSweeper(
             db=db,
@@ -85,7 +96,7 @@ async def serve(settings: Settings) -> None:
             interval_seconds=settings.upload_sweep_interval_seconds,
             presign_seconds=settings.presign_expires_seconds,
             grace_seconds=settings.upload_grace_seconds,
-            prefix=cache.prefix,
+            prefix=turn_prefix,
             webhook=webhook,
             check=UploadCheck(settings, db, storage, queue),
         )
@@ -98,7 +109,7 @@ async def serve(settings: Settings) -> None:
             redis=cache.redis,
             interval_seconds=settings.reconcile_interval_seconds,
             after_seconds=settings.reconcile_after_seconds,
-            prefix=cache.prefix,
+            prefix=turn_prefix,
         )
         background.append(reconciler.run)
     worker = Worker(
@@ -116,6 +127,7 @@ async def serve(settings: Settings) -> None:
         job_deadline=settings.worker_job_deadline_seconds,
         provider_retry_base=settings.provider_retry_base_seconds,
         provider_retry_max=settings.provider_retry_max_seconds,
+        deletion_check_seconds=min(5.0, visibility / 3),
         heartbeat_file=settings.worker_heartbeat_file,
         protection=ScaleInProtection(settings.ecs_agent_uri),
         health_checks=(db.ping, cache.ping),
