@@ -23,8 +23,8 @@ from aipp.core.db import Database
 from aipp.core.models import TaskState, task_prefixes
 from upload_handler import handler as upload
 
-from ..conftest import ON_SESSION_LOOP, AwsNames, aws_client, bucket_keys, new_key
 from ..aipp.test_admin import admin
+from ..conftest import ON_SESSION_LOOP, AwsNames, aws_client, bucket_keys, new_key
 from .conftest import (
     ROOT,
     SAMPLE_WAV,
@@ -125,6 +125,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_openai_providers_complete_a_task_while_the_model_servers_start_up(
+    *,
     settings: Settings,
     db: Database,
     aws: AwsNames,

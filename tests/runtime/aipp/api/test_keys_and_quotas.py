@@ -78,7 +78,9 @@ async def test_tasks_in_flight_quota_holds_under_concurrent_creates(
         assert (await client.delete(f"/v1/tasks/{done}", headers=auth)).status_code == 204
         assert (await client.post("/v1/tasks", files=form, headers=auth)).status_code == 201
         # Another tenant is not affected.
-        assert (await client.post("/v1/tasks", json=UPLOAD, headers=await new_key(db))).status_code == 201
+        assert (
+            await client.post("/v1/tasks", json=UPLOAD, headers=await new_key(db))
+        ).status_code == 201
     drain_queue(aws)
 
 

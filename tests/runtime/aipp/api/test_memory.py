@@ -48,7 +48,15 @@ def api_process(settings: Settings, aws: AwsNames, tmp_path: Path) -> Iterator[t
     }
     log = (tmp_path / "api.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "aipp.api.main:app", "--port", str(port), "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "aipp.api.main:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -87,7 +95,7 @@ def multipart(size: int) -> tuple[str, AsyncIterator[bytes]]:
     boundary = uuid.uuid4().hex
     wav = b"RIFF" + (size - 8).to_bytes(4, "little") + b"WAVEfmt "
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
         "Content-Type: audio/wav\r\n\r\n"
     ).encode() + wav
     tail = f"\r\n--{boundary}--\r\n".encode()
@@ -135,7 +143,9 @@ async def test_oversized_bodies_sent_at_once_do_not_grow_the_api_process(
         )
         assert accepted == [201] * 4
         within = peak_rss(pid) - before
-    print(f"peak RSS growth: oversized flood {flood / MIB:.1f} MiB, 4 x 4 MiB uploads {within / MIB:.1f} MiB")
+    print(
+        f"peak RSS growth: oversized flood {flood / MIB:.1f} MiB, 4 x 4 MiB uploads {within / MIB:.1f} MiB"
+    )
     # 8 x 48 MiB were offered; a process that read them into memory would grow by hundreds of MiB.
     assert flood < 32 * MIB
     assert within < 48 * MIB
