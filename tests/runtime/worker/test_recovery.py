@@ -171,11 +171,12 @@ async def test_provider_throttling_longer_than_the_receive_budget_is_waited_out(
     procs: Procs,
     servers: tuple[ModelServer, ModelServer],
 ) -> None:
-    """The chat server answers 429 for 15 s: three receives' worth of retries before; now the
-    worker holds the message and waits, and the task completes once."""
+    """The chat server answers 429 for 10 s, with a receive budget of one delivery (a few
+    seconds of the client's own retries): the worker holds the message and waits it out, and
+    the task completes once."""
     stt, llm = servers
     stt.start()
-    llm.start(fail_for=15, status=429)
+    llm.start(fail_for=10, status=429)
     queues = make_queues(aws)
     (task_id,) = await queued_tasks(db, 1)
     task = await db.get_task(task_id)
@@ -184,7 +185,7 @@ async def test_provider_throttling_longer_than_the_receive_budget_is_waited_out(
         Bucket=aws.bucket, Key=task.object_key, Body=SAMPLE_WAV.read_bytes()
     )
     send_stt(aws.endpoint, queues.url, [stt_message(task.id, task.tenant_id, task.object_key)])
-    procs.worker(openai_env(settings, queues, stt, llm))
+    procs.worker(openai_env(settings, queues, stt, llm, max_receive_count=1))
     await eventually(
         "the task to settle", lambda: _state(db, task_id, TaskState.COMPLETED, TaskState.FAILED), 40
     )
