@@ -146,8 +146,8 @@ async def test_openai_providers_complete_a_task_while_the_model_servers_start_up
         "the STT call to be refused", lambda: _state(db, task_id, TaskState.TRANSCRIBING), 30
     )
     await asyncio.sleep(1.5)  # connection refused meanwhile: nothing listens yet
-    stt.start(fail_for=1.5)  # then 503 "model is loading"
-    llm.start(fail_for=1.5)
+    stt.start(fail_for=6)  # then 503 "model is loading", past the client's own retries
+    llm.start(fail_for=6)
     await eventually(
         "the task to complete",
         lambda: _state(db, task_id, TaskState.COMPLETED, TaskState.FAILED),

@@ -7,6 +7,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -47,6 +48,7 @@ from aipp.core.queue import TaskMessage
 from aipp.core.results import load_result
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+log = logging.getLogger("aipp.api")
 
 CREATE_ERRORS = errors(
     *AUTHENTICATED,
@@ -424,12 +426,19 @@ async def delete_task(
     task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep
 ) -> Response:
     task = await _owned(services, principal, task_id)
-    # The row goes first: from then on no in-flight job can record a result (its compare-and-set
-    # finds nothing), and one that writes late removes what it wrote. Then every object under the
-    # task's prefixes, every version included (Transcribe's own output too).
-    await services.db.delete_task(task.id, task.tenant_id)
-    for prefix in task_prefixes(task.tenant_id, task.id):
+    prefixes = task_prefixes(task.tenant_id, task.id)
+    # Objects first (S3 down: 503 and nothing is lost, the client retries), then the row: from
+    # then on no in-flight job can record a result (its compare-and-set finds nothing) and one
+    # that writes late removes what it wrote. A second pass catches a write in between. Every
+    # version goes, Transcribe's own output too.
+    for prefix in prefixes:
         await services.storage.delete_prefix(prefix)
+    await services.db.delete_task(task.id, task.tenant_id)
+    for prefix in prefixes:
+        try:
+            await services.storage.delete_prefix(prefix)
+        except Exception as exc:  # the job that wrote it removes it too
+            log.warning("second pass of a task deletion failed", extra={"err": repr(exc)})
     with contextlib.suppress(*REDIS_ERRORS):  # a stale entry is never served (row check first)
         await services.cache.drop_result(task.tenant_id, task.id)
     return Response(status_code=204)
