@@ -106,8 +106,9 @@ async def test_unknown_keys_cost_one_lookup_each_and_a_flood_is_refused(
             (await client.get("/v1/tasks", headers={"X-API-Key": f"aipp_bogus{i}"})).status_code
             for i in range(200)
         ]
-        assert flood.count(401) == 19 and flood.count(429) == 181
-        assert lookups == 20
+        # (20 per minute: one more lookup may refill per 3 s the flood takes on a busy machine)
+        assert 19 <= flood.count(401) <= 22 and flood.count(429) == 200 - flood.count(401)
+        assert lookups == 1 + flood.count(401)  # no lookup for any refused request
         limited = await client.get("/v1/tasks", headers={"X-API-Key": "aipp_bogus-again"})
         assert limited.json()["error"]["code"] == "rate_limited"
         assert int(limited.headers["retry-after"]) >= 1
