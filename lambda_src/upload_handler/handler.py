@@ -1,15 +1,22 @@
-"""S3 "Object Created" (EventBridge, through the upload-events queue) → check the object → queue.
+"""S3 "Object Created" (EventBridge, through the upload-events queue) → the upload check → queue.
 
 In AWS the function consumes an SQS queue whose messages are the bucket's EventBridge events;
 it answers with the ids of the messages it could not handle (`batchItemFailures`), so only
 those are retried and, after the queue's receive limit, kept in its DLQ. A bare EventBridge
 event or a classic S3 notification is handled too (local development, tests).
 
-The object must really be audio of an allowed type (magic bytes from one ranged GET, never the
-client's word), within the size limit and of the size the client declared. Then the task moves
-`awaiting_upload → queued` with a compare-and-set and the STT message is sent. A second delivery
-of the same event finds the task no longer `awaiting_upload` and does nothing; an upload that
-arrives after the workers failed its task as `upload_expired` is deleted.
+The check itself (`aipp.core.upload_check`) is shared with the workers' expiry sweep; this module
+reads the events and finds which task each object belongs to.
+
+Object keys in events. A classic S3 notification URL-encodes the key ("The s3 key ... is URL
+encoded. For example, 'red flower.jpg' becomes 'red+flower.jpg'", AWS S3 User Guide,
+notification-content-structure). For EventBridge the S3 User Guide's event structure page
+(ev-events, "Event message detail field") says nothing about encoding and its examples show plain
+keys, while AWS Lambda Powertools for Python decodes the EventBridge key with `unquote_plus` too
+(`S3EventBridgeNotificationObject.key`). As the sources disagree, nothing here guesses: every
+reading of the key (as sent, percent-decoded, form-decoded) is tried against the key the task
+row recorded, and only an exact match is acted on. Keys with spaces, `+`, `%` and non-ASCII
+names are tested in both event shapes.
 """
 
 from __future__ import annotations
@@ -17,18 +24,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
-from aipp.core.audio import SNIFF_BYTES, sniff_audio
 from aipp.core.config import Settings, load_settings
 from aipp.core.db import Database, create_pool
 from aipp.core.logging import configure_logging
-from aipp.core.models import UPLOAD_EXPIRED, TaskState, TaskType, parse_upload_key
-from aipp.core.queue import Queue, TaskMessage
+from aipp.core.models import parse_upload_key
+from aipp.core.queue import Queue
 from aipp.core.storage import Storage
+from aipp.core.upload_check import UploadCheck
 
 log = logging.getLogger("aipp.upload_handler")
 
@@ -39,6 +45,17 @@ class Runtime:
     db: Database
     storage: Storage
     queue: Queue
+
+    @property
+    def check(self) -> UploadCheck:
+        return UploadCheck(self.settings, self.db, self.storage, self.queue)
+
+
+@dataclass(frozen=True)
+class EventObject:
+    bucket: str
+    readings: tuple[str, ...]  # the key as sent first, then its decodings (no duplicates)
+    version: str | None
 
 
 # One event loop per Lambda container, so the connection pool survives warm invocations.
@@ -57,116 +74,84 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
 
 
-def objects_in(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, key) of each object an event announces; both event shapes are accepted."""
+def _readings(key: str, *, form_encoded: bool) -> tuple[str, ...]:
+    order = (
+        [unquote_plus(key), key, unquote(key)]
+        if form_encoded
+        else [key, unquote(key), unquote_plus(key)]
+    )
+    return tuple(dict.fromkeys(order))
+
+
+def objects_in(event: dict[str, Any]) -> list[EventObject]:
+    """Each object an event announces; both event shapes are accepted."""
     detail = event.get("detail")
     if isinstance(detail, dict):
         bucket = detail.get("bucket", {}).get("name")
-        key = detail.get("object", {}).get("key")
-        return [(bucket, key)] if isinstance(bucket, str) and isinstance(key, str) else []
+        obj = detail.get("object", {})
+        key = obj.get("key")
+        if not (isinstance(bucket, str) and isinstance(key, str)):
+            return []
+        version = obj.get("version-id")
+        return [EventObject(bucket, _readings(key, form_encoded=False), version or None)]
     found = []
     for record in event.get("Records", []) or []:
         s3 = record.get("s3", {}) if isinstance(record, dict) else {}
         bucket = s3.get("bucket", {}).get("name")
-        key = s3.get("object", {}).get("key")
+        obj = s3.get("object", {})
+        key = obj.get("key")
         if isinstance(bucket, str) and isinstance(key, str):
-            found.append((bucket, unquote_plus(key)))  # classic notifications URL-encode keys
+            version = obj.get("versionId")
+            found.append(EventObject(bucket, _readings(key, form_encoded=True), version or None))
     return found
 
 
-async def _reject(rt: Runtime, task_id: uuid.UUID, key: str, code: str, message: str) -> str:
-    failed = await rt.db.transition(
-        task_id,
-        TaskState.AWAITING_UPLOAD,
-        TaskState.FAILED,
-        error_code=code,
-        error_message=message,
-    )
-    if failed is None:
-        return "duplicate"
-    await rt.storage.delete([key])
-    log.info("upload rejected", extra={"task_id": str(task_id), "code": code})
-    return f"rejected:{code}"
+async def _resolve(rt: Runtime, readings: tuple[str, ...]) -> tuple[str, str] | None:
+    """(key, outcome-or-empty): the reading that is the task's own key, else why none is."""
+    parsed = [(k, parse_upload_key(k)) for k in readings]
+    uploads = [(k, p) for k, p in parsed if p is not None]
+    if not uploads:
+        return None
+    for key, (_, task_id, _) in uploads:
+        task = await rt.db.get_task(task_id)
+        if task is not None and task.object_key == key:
+            return key, ""
+    # No task owns any reading: remove the object that is really there (a stray, or the upload
+    # of a task deleted meanwhile).
+    for key, _ in uploads:
+        if await rt.storage.head_size(key) is not None:
+            await rt.storage.delete([key])
+            return key, "ignored:no-task"
+    return uploads[0][0], "ignored:no-task"
 
 
-async def _not_waiting(rt: Runtime, task_id: uuid.UUID, key: str) -> str:
-    """The task no longer waits for this upload: a second delivery, or an upload that came
-    after the task expired (`upload_expired`), whose object nobody will ever read."""
-    task = await rt.db.get_task(task_id)
-    if task is not None and task.state is TaskState.FAILED and task.error_code == UPLOAD_EXPIRED:
-        await rt.storage.delete([key])
-        return "ignored:upload-expired"
-    return "duplicate"
-
-
-async def process_object(rt: Runtime, bucket: str, key: str) -> str:  # noqa: PLR0911 - one exit per outcome
+async def process_object(rt: Runtime, bucket: str, key: str, version: str | None = None) -> str:
     """What happened to one object: queued, rejected:<code>, duplicate or ignored:<why>."""
-    if bucket != rt.settings.audio_bucket:
-        return "ignored:other-bucket"
+    return (await _process(rt, EventObject(bucket, (key,), version)))[1]
+
+
+async def _process(rt: Runtime, obj: EventObject) -> tuple[str, str]:
+    if obj.bucket != rt.settings.audio_bucket:
+        return obj.readings[0], "ignored:other-bucket"
+    resolved = await _resolve(rt, obj.readings)
+    if resolved is None:
+        return obj.readings[0], "ignored:not-an-upload"
+    key, outcome = resolved
+    if outcome:
+        return key, outcome
     parsed = parse_upload_key(key)
-    if parsed is None:
-        return "ignored:not-an-upload"
-    tenant_id, task_id, _ = parsed
-    task = await rt.db.get_task(task_id)
-    if task is None or task.tenant_id != tenant_id or task.object_key != key:
-        # No row owns this object (task deleted meanwhile, or a stray key): remove it.
-        await rt.storage.delete([key])
-        return "ignored:no-task"
-    if task.state is not TaskState.AWAITING_UPLOAD:
-        return await _not_waiting(rt, task_id, key)
-
-    head = await rt.storage.read_head(key, SNIFF_BYTES)
-    if head is None:
-        return "ignored:object-gone"
-    data, size = head
-    limit = rt.settings.max_upload_bytes
-    if size == 0:
-        return await _reject(rt, task_id, key, "empty_file", "the uploaded file is empty")
-    if size > limit:
-        return await _reject(
-            rt, task_id, key, "file_too_large", f"the file exceeds the limit of {limit} bytes"
-        )
-    if size != task.size_bytes:
-        return await _reject(
-            rt,
-            task_id,
-            key,
-            "size_mismatch",
-            f"uploaded {size} bytes, but the task declared {task.size_bytes}",
-        )
-    sniffed = sniff_audio(data)
-    if sniffed is None or sniffed not in rt.settings.allowed_content_types:
-        return await _reject(
-            rt, task_id, key, "not_audio", "the uploaded file is not audio of an allowed type"
-        )
-
-    queued = await rt.db.transition(task_id, TaskState.AWAITING_UPLOAD, TaskState.QUEUED)
-    if queued is None:  # the expiry sweep (or another delivery) got there first
-        return await _not_waiting(rt, task_id, key)
-    message = TaskMessage(
-        task_id=task_id,
-        tenant_id=tenant_id,
-        object_key=key,
-        task_type=TaskType.STT,
-        language=task.language,
-    )
-    try:
-        await rt.queue.send(message)
-    except BaseException:
-        await rt.db.undo_queued(task_id)  # so that the retried event can queue it again
-        raise
-    log.info("task queued", extra={"task_id": str(task_id)})
-    return "queued"
+    assert parsed is not None
+    return key, await rt.check.check_key(parsed[1], key, obj.version)
 
 
 async def process_event(rt: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     records = event.get("Records") or []
     if records and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records):
         return await process_queue_batch(rt, records)
-    outcomes = [
-        {"key": key, "outcome": await process_object(rt, bucket, key)}
-        for bucket, key in objects_in(event)
-    ]
+    outcomes = []
+    for obj in objects_in(event):
+        key, outcome = await _process(rt, obj)
+        outcomes.append({"key": key, "outcome": outcome})
     return {"objects": outcomes}
 
 
@@ -177,8 +162,9 @@ async def process_queue_batch(rt: Runtime, records: list[dict[str, Any]]) -> dic
     for record in records:
         try:
             body = json.loads(record["body"])
-            for bucket, key in objects_in(body if isinstance(body, dict) else {}):
-                outcomes.append({"key": key, "outcome": await process_object(rt, bucket, key)})
+            for obj in objects_in(body if isinstance(body, dict) else {}):
+                key, outcome = await _process(rt, obj)
+                outcomes.append({"key": key, "outcome": outcome})
         except Exception:
             log.exception("upload event failed", extra={"message_id": record.get("messageId")})
             failures.append({"itemIdentifier": str(record.get("messageId"))})

@@ -145,6 +145,7 @@ def make_settings(database_url: str, aws: AwsNames, **overrides: Any) -> Setting
         "aws_endpoint_url": aws.endpoint,
         "aws_region": "us-east-1",
         "max_upload_bytes": 1024 * 1024,
+        "max_multipart_bytes": 1024 * 1024,
         "allowed_content_types": ("audio/mpeg", "audio/wav", "audio/flac", "audio/ogg"),
         "rate_limit_per_minute": 100_000,
         "rate_limit_burst": 10_000,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -114,10 +116,10 @@ async def test_queue_batch_reports_only_the_event_that_failed(
     bad_id, bad_key = await _uploaded(client, db, bad_body)
     real_read = runtime.storage.read_head
 
-    async def flaky_read(key: str, size: int) -> tuple[bytes, int] | None:
+    async def flaky_read(key: str, size: int, version: str | None = None) -> Any:
         if key == bad_key:
             raise ConnectionError("S3 unreachable")
-        return await real_read(key, size)
+        return await real_read(key, size, version)
 
     monkeypatch.setattr(runtime.storage, "read_head", flaky_read)
     records = [
@@ -249,3 +251,95 @@ def test_lambda_entrypoint_reads_the_environment_at_cold_start(
     finally:
         if upload._RUNTIME is not None:
             upload._LOOP.run_until_complete(upload._RUNTIME.db.close())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def versioned(aws: AwsNames) -> None:
+    """The audio bucket is versioned in AWS (cdk_constructs/audio_bucket.py)."""
+    aws_client(aws.endpoint, "s3").put_bucket_versioning(
+        Bucket=aws.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+
+
+async def _named_upload(
+    client: httpx.AsyncClient, db: Database, filename: str, body: bytes
+) -> tuple[uuid.UUID, str]:
+    auth = await new_key(db)
+    created = await client.post(
+        "/v1/tasks",
+        json={"filename": filename, "content_type": "audio/wav", "size_bytes": len(body)},
+        headers=auth,
+    )
+    assert created.status_code == 201, created.text
+    info = created.json()["upload"]
+    async with httpx.AsyncClient() as s3:
+        assert (await s3.put(info["url"], content=body, headers=info["headers"])).status_code == 200
+    task = await db.get_task(uuid.UUID(created.json()["id"]))
+    assert task is not None
+    return task.id, task.object_key
+
+
+ENCODINGS = {
+    "eventbridge as stored": lambda bucket, key: eventbridge(bucket, key, 0),
+    "eventbridge percent-encoded": lambda bucket, key: eventbridge(bucket, quote(key), 0),
+    "eventbridge form-encoded": lambda bucket, key: eventbridge(bucket, quote_plus(key), 0),
+    "classic notification": lambda bucket, key: {
+        "Records": [{"s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key)}}}]
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "filename", ["my talk+notes.wav", "réunion d'équipe 1+1=2 %41.wav", "会議 メモ.wav"]
+)
+@pytest.mark.parametrize("shape", list(ENCODINGS))
+@ON_SESSION_LOOP
+async def test_keys_with_spaces_plus_and_non_ascii_in_every_event_shape(
+    *,
+    runtime: upload.Runtime,
+    client: httpx.AsyncClient,
+    db: Database,
+    aws: AwsNames,
+    filename: str,
+    shape: str,
+) -> None:
+    drain_queue(aws)
+    body = wav_bytes(1500)
+    _, key = await _named_upload(client, db, filename, body)
+    event = ENCODINGS[shape](aws.bucket, key)
+    assert await upload.process_event(runtime, event) == {
+        "objects": [{"key": key, "outcome": "queued"}]
+    }
+    assert (await upload.process_event(runtime, event))["objects"][0]["outcome"] == "duplicate"
+    messages = drain_queue(aws)
+    assert [json.loads(m["Body"])["object_key"] for m in messages] == [key]
+    stored = aws_client(aws.endpoint, "s3").get_object(Bucket=aws.bucket, Key=key)["Body"].read()
+    assert stored == body
+
+
+@ON_SESSION_LOOP
+async def test_a_put_over_an_accepted_upload_is_removed_and_the_accepted_version_read(
+    runtime: upload.Runtime, client: httpx.AsyncClient, db: Database, aws: AwsNames
+) -> None:
+    accepted, swapped = wav_bytes(2000), b"RIFF" + bytes(4) + b"WAVEfmt " + b"\x07" * 1988
+    task_id, key = await _named_upload(client, db, "a.wav", accepted)
+    assert await upload.process_object(runtime, aws.bucket, key) == "queued"
+    task = await db.get_task(task_id)
+    assert task is not None and task.object_version
+    message = json.loads(drain_queue(aws)[0]["Body"])
+    assert message["object_version"] == task.object_version
+    s3 = aws_client(aws.endpoint, "s3")
+    put = s3.put_object(Bucket=aws.bucket, Key=key, Body=swapped)  # the URL is still valid
+    # The worker reads the accepted version whatever is current.
+    read = io.BytesIO()
+    assert await runtime.storage.download(key, read, task.object_version)
+    assert read.getvalue() == accepted
+    # And the PUT's own event removes it, which makes the accepted audio current again.
+    event = eventbridge(aws.bucket, key, len(swapped))
+    event["detail"]["object"]["version-id"] = put["VersionId"]
+    outcome = (await upload.process_event(runtime, event))["objects"][0]["outcome"]
+    assert outcome == "ignored:replaced-upload-removed"
+    assert s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read() == accepted
+    versions = s3.list_object_versions(Bucket=aws.bucket, Prefix=key).get("Versions", [])
+    assert [v["VersionId"] for v in versions] == [task.object_version]
+    assert drain_queue(aws) == []

@@ -46,7 +46,7 @@ async def test_the_bridge_sends_each_new_object_once_and_retries_a_failed_call(
     event = calls[0]
     assert event["source"] == "aws.s3" and event["detail-type"] == "Object Created"
     assert event["resources"] == [f"arn:aws:s3:::{aws.bucket}"]
-    announced = sorted(key for call in calls for _, key in objects_in(call))
+    announced = sorted(o.readings[0] for call in calls for o in objects_in(call))
     assert announced == [f"{prefix}t1/a.wav", f"{prefix}t2/b c.wav"]  # as the handler reads them
     assert {call["detail"]["object"]["size"] for call in calls} == {3}
 

@@ -4,6 +4,7 @@ late upload (one of them wins, cleanly, never both)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -15,7 +16,9 @@ from aipp.core.cache import create_redis
 from aipp.core.config import Settings
 from aipp.core.db import Database
 from aipp.core.models import UPLOAD_EXPIRED, Task, TaskState
+from aipp.core.queue import Queue
 from aipp.core.storage import Storage
+from aipp.core.upload_check import UploadCheck
 from aipp.worker.sweeper import TURN_KEY, UploadSweeper
 from redis.asyncio import Redis
 from upload_handler import handler as upload
@@ -239,3 +242,27 @@ async def test_the_worker_process_sweeps_on_its_own(
         return found is not None and found.error_code == UPLOAD_EXPIRED
 
     await eventually("the worker to fail the expired upload", failed, 30)
+
+
+async def test_an_upload_whose_event_never_came_is_checked_not_deleted(
+    settings: Settings, db: Database, aws: AwsNames, client: httpx.AsyncClient, redis: Redis
+) -> None:
+    """The upload Lambda was down for longer than the grace period: the audio is in S3, its
+    event never arrived. The sweep runs the upload check instead of failing the task."""
+    audio = wav_bytes(3000)
+    task = await _create(client, db, await new_key(db), size=len(audio))
+    _upload(aws, task.object_key, audio)
+    await _age(db, task.id, PRESIGN + GRACE + 3600)
+    drain_queue(aws)
+    sweeper = _sweeper(db, settings, redis)
+    sweeper.check = UploadCheck(settings, db, Storage(settings), Queue(settings))
+    swept = await sweeper.sweep()
+    assert task.id not in {t.id for t in swept}
+    after = await db.get_task(task.id)
+    assert after is not None and after.state is TaskState.QUEUED and after.error_code is None
+    body = aws_client(aws.endpoint, "s3").get_object(Bucket=aws.bucket, Key=task.object_key)
+    assert body["Body"].read() == audio  # the audio is intact
+    messages = drain_queue(aws)
+    assert [json.loads(m["Body"])["task_id"] for m in messages] == [str(task.id)]
+    assert task.id not in {t.id for t in await sweeper.sweep()}  # and only once
+    assert drain_queue(aws) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 log = logging.getLogger("aipp.api")
 
@@ -26,6 +28,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
+    500: "internal_error",
     431: "header_too_large",
 }
 
@@ -129,6 +132,33 @@ def dependency_of(exc: BaseException) -> str | None:  # noqa: PLR0911 - a table 
     return None
 
 
+def _path_methods(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path regex, methods) of every documented path, from the OpenAPI document (cached)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = {m.upper() for m in operations}
+            if "GET" in methods:
+                methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+            table.append((re.compile(f"^{pattern}$"), methods))
+        app.state.path_methods = table
+    return table
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path."""
+    methods: set[str] = set()
+    for pattern, supported in _path_methods(request.app):
+        if pattern.match(request.url.path):
+            methods |= supported
+    for route in request.app.router.routes:  # undocumented routes (/openapi.json, /docs)
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+            methods |= set(route.methods or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -140,10 +170,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(err.status, err.code, err.message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route that matched the path; a
+            # path served by several routes (GET and DELETE /v1/tasks/{id}) supports them all.
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not supported here; allowed: {', '.join(allowed)}"
+        return error_response(exc.status_code, code, message, headers)
 
     async def _dependency(request: Request, exc: Exception) -> JSONResponse:
         dependency = dependency_of(exc)

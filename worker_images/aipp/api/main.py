@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import copy
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import Scope
 
 from aipp.api.errors import install_error_handlers
 from aipp.api.metrics import Metrics
@@ -15,11 +17,27 @@ from aipp.api.middleware import LimitsAndMetrics
 from aipp.api.routes import health, tasks
 from aipp.api.schemas import CreateTaskRequest
 from aipp.api.services import Services
+from aipp.core.audio import accepted_content_types
 from aipp.core.config import Settings, get_settings
 from aipp.core.logging import configure_logging
 
 # Multipart bodies carry some framing around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def body_limit(settings: Settings) -> Callable[[Scope], int]:
+    """The largest body a request may send: a multipart create carries the file (spooled to
+    disk by the form parser, streamed on to S3); everything else is small JSON or nothing."""
+    multipart = settings.max_multipart_bytes + MULTIPART_OVERHEAD_BYTES
+
+    def limit(scope: Scope) -> int:
+        if scope.get("method") == "POST" and scope.get("path") == "/v1/tasks":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-type" and value.lower().startswith(b"multipart/form-data"):
+                    return multipart
+        return settings.max_json_body_bytes
+
+    return limit
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,26 +68,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         LimitsAndMetrics,
         metrics=metrics,
         max_header_bytes=settings.max_header_bytes,
-        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        body_limit=body_limit(settings),
     )
-    _document_request_bodies(app)
+    _document_request_bodies(app, settings)
     return app
 
 
-def _document_request_bodies(app: FastAPI) -> None:
+def _document_request_bodies(app: FastAPI, settings: Settings) -> None:
     """POST /v1/tasks reads its body by content type, so its JSON schema is added by hand."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
+            schema = copy.deepcopy(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
             )
             defs = CreateTaskRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            # The limits this deployment enforces, from its settings.
+            defs["properties"]["content_type"]["enum"] = list(
+                accepted_content_types(settings.allowed_content_types)
+            )
+            defs["properties"]["size_bytes"]["maximum"] = settings.max_upload_bytes
             schema.setdefault("components", {}).setdefault("schemas", {})
             schema["components"]["schemas"]["CreateTaskRequest"] = defs
+            body = schema["paths"]["/v1/tasks"]["post"]["requestBody"]["content"]
+            multipart = body["multipart/form-data"]["schema"]["properties"]["file"]
+            multipart["maxLength"] = settings.max_multipart_bytes
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -38,5 +38,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rate_limit_fallback = Counter(
+            "aipp_rate_limit_fallback_total",
+            "Requests rate-limited in process memory because Redis was unreachable",
+            registry=self.registry,
+        )
+        self.auth_failures_limited = Counter(
+            "aipp_auth_failures_limited_total",
+            "Requests with an unknown API key refused with 429 (too many from one address)",
+            registry=self.registry,
+        )
+        self.quota_refused = Counter(
+            "aipp_quota_refused_total",
+            "Task creations refused by a tenant quota, by quota",
+            ["quota"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,17 @@
-"""Pure ASGI middleware: header and body limits, metrics and one JSON access-log line."""
+"""Pure ASGI middleware: header and body limits, metrics and one JSON access-log line.
+
+The body limit depends on the request: a multipart upload to `POST /v1/tasks` may carry up to
+MAX_MULTIPART_BYTES (plus framing), every other body MAX_JSON_BODY_BYTES. The limit is enforced
+on the declared Content-Length and again on the bytes actually received (chunked bodies), so an
+oversized body is refused after at most the limit was read, whatever the client declares.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,12 +44,17 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
 
 class LimitsAndMetrics:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, max_header_bytes: int, max_body_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_header_bytes: int,
+        body_limit: Callable[[Scope], int],
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_header_bytes = max_header_bytes
-        self.max_body_bytes = max_body_bytes
+        self.body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,6 +84,7 @@ class LimitsAndMetrics:
                 f"request headers exceed {self.max_header_bytes} bytes",
             )
             return
+        limit = self.body_limit(scope)
         declared = next((v for k, v in headers if k == b"content-length"), None)
         if declared is not None:
             try:
@@ -79,12 +92,9 @@ class LimitsAndMetrics:
             except ValueError:
                 await _send_error(send, 400, "bad_request", "Content-Length is not a number")
                 return
-            if length > self.max_body_bytes:
+            if length > limit:
                 await _send_error(
-                    send,
-                    413,
-                    "payload_too_large",
-                    f"the request body exceeds {self.max_body_bytes} bytes",
+                    send, 413, "payload_too_large", f"the request body exceeds {limit} bytes"
                 )
                 return
 
@@ -96,7 +106,7 @@ class LimitsAndMetrics:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
@@ -111,10 +121,7 @@ class LimitsAndMetrics:
         except BodyTooLarge:
             if not started:
                 await _send_error(
-                    send,
-                    413,
-                    "payload_too_large",
-                    f"the request body exceeds {self.max_body_bytes} bytes",
+                    send, 413, "payload_too_large", f"the request body exceeds {limit} bytes"
                 )
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
@@ -131,5 +138,6 @@ class LimitsAndMetrics:
                     "route": template,
                     "status": status,
                     "ms": round(elapsed * 1000, 2),
+                    "key": (scope.get("state") or {}).get("api_key_prefix"),
                 },
             )

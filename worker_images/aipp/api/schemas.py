@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aipp.core.models import Task, TaskState
 
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"  # URL-safe base64 without padding
 
 
 class CreateTaskRequest(BaseModel):
@@ -18,8 +19,17 @@ class CreateTaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    filename: str = Field(min_length=1, max_length=255, description="name of the audio file")
-    content_type: str = Field(min_length=1, max_length=100, description="e.g. audio/mpeg")
+    filename: str = Field(
+        min_length=1,
+        max_length=255,
+        description="name of the audio file: at most 255 bytes as UTF-8, no `/` or `\\`, no"
+        " control characters, no leading or trailing whitespace, not `.` or `..`",
+    )
+    content_type: str = Field(
+        min_length=1,
+        max_length=100,
+        description="the audio type (the upload check reads the file's bytes to confirm it)",
+    )
     size_bytes: int = Field(gt=0, description="exact size of the file in bytes")
     language: str | None = Field(
         default=None, max_length=35, pattern=LANGUAGE_PATTERN, description="BCP-47, e.g. en-US"

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 
+import redis.exceptions
+
 from aipp.api.metrics import Metrics
-from aipp.core.cache import Cache, create_redis
+from aipp.core.cache import Cache, LocalRateLimiter, RateDecision, create_redis
 from aipp.core.config import Settings
-from aipp.core.db import Database, Principal, create_pool, hash_api_key
+from aipp.core.db import Database, Principal, Quota, create_pool, hash_api_key
 from aipp.core.queue import Queue
 from aipp.core.storage import Storage
 
-AUTH_CACHE_SECONDS = 30.0
+log = logging.getLogger("aipp.api")
 AUTH_CACHE_SIZE = 10_000
+# After Redis failed to answer, the rate limiter skips it for this long (no request waits for a
+# dead Redis), then tries it again.
+REDIS_RETRY_SECONDS = 5.0
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 @dataclass
@@ -25,7 +31,10 @@ class Services:
     queue: Queue
     cache: Cache
     metrics: Metrics
-    _auth_cache: dict[bytes, tuple[Principal, float]] = field(default_factory=dict)
+    _auth_cache: dict[bytes, tuple[Principal | None, float]] = field(default_factory=dict)
+    _local_limiter: LocalRateLimiter = field(default_factory=LocalRateLimiter)
+    _failure_limiter: LocalRateLimiter = field(default_factory=LocalRateLimiter)
+    _redis_down_until: float = 0.0
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -43,19 +52,59 @@ class Services:
         await self.db.close()
         await self.cache.close()
 
+    @property
+    def quota(self) -> Quota:
+        return Quota(
+            in_flight=self.settings.quota_tasks_in_flight,
+            per_day=self.settings.quota_tasks_per_day,
+        )
+
+    def cached_principal(self, key: str) -> tuple[bool, Principal | None]:
+        """(known, principal) from the in-process cache: a valid key for AUTH_CACHE_SECONDS, an
+        unknown one for AUTH_NEGATIVE_CACHE_SECONDS."""
+        hit = self._auth_cache.get(hash_api_key(key))
+        if hit is not None and hit[1] > time.monotonic():
+            return True, hit[0]
+        return False, None
+
     async def principal(self, key: str) -> Principal | None:
-        """Look a key up, with a short in-process cache of positive answers."""
-        digest = hash_api_key(key)
-        now = time.monotonic()
-        hit = self._auth_cache.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        """Look a key up: the in-process cache first, then the database."""
+        known, principal = self.cached_principal(key)
+        if known:
+            return principal
         principal = await self.db.principal_for_key(key)
-        if principal is not None:
+        ttl = (
+            self.settings.auth_cache_seconds
+            if principal is not None
+            else self.settings.auth_negative_cache_seconds
+        )
+        if ttl > 0:
             if len(self._auth_cache) >= AUTH_CACHE_SIZE:
                 self._auth_cache.clear()
-            self._auth_cache[digest] = (principal, now + AUTH_CACHE_SECONDS)
+            self._auth_cache[hash_api_key(key)] = (principal, time.monotonic() + ttl)
         return principal
 
-    def forget_key(self, key_id: uuid.UUID) -> None:
-        self._auth_cache = {d: v for d, v in self._auth_cache.items() if v[0].key_id != key_id}
+    def failure_budget(self, client: str, *, take: bool) -> RateDecision:
+        """Unknown-key lookups left for this client address (in-process, never Redis): checked
+        before a lookup, and one taken for each key that turned out unknown."""
+        per_minute = self.settings.auth_failures_per_minute
+        limiter = self._failure_limiter.take if take else self._failure_limiter.peek
+        return limiter(f"auth-failure:{client}", per_minute=per_minute, burst=per_minute)
+
+    async def take_token(self, principal: Principal) -> RateDecision:
+        """The per-key token bucket in Redis; while Redis is unreachable, an in-process bucket
+        (counted in `aipp_rate_limit_fallback_total`) instead of refusing every request."""
+        per_minute = self.settings.rate_limit_per_minute
+        burst = self.settings.rate_limit_burst
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                return await self.cache.take_token(
+                    principal.key_id, per_minute=per_minute, burst=burst
+                )
+            except REDIS_ERRORS as exc:
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning(
+                    "rate limiter: Redis unavailable, limiting in-process", extra={"err": repr(exc)}
+                )
+        self.metrics.rate_limit_fallback.inc()
+        return self._local_limiter.take(str(principal.key_id), per_minute=per_minute, burst=burst)

@@ -19,6 +19,12 @@ _ALIASES = {
 }
 
 
+def accepted_content_types(allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The `content_type` values a client may declare: the allowed types and their aliases."""
+    aliases = tuple(alias for alias, canonical in _ALIASES.items() if canonical in allowed)
+    return (*allowed, *aliases)
+
+
 def normalize_content_type(value: str) -> str:
     base = value.split(";", 1)[0].strip().lower()
     return _ALIASES.get(base, base)

@@ -1,10 +1,12 @@
-"""Redis access: the result cache and the per-key token bucket."""
+"""Redis access: the result cache and the per-key token bucket (with an in-process twin)."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +95,38 @@ class Cache:
         return RateDecision(
             allowed=bool(int(allowed)), retry_after_seconds=max(1, math.ceil(float(retry)))
         )
+
+
+class LocalRateLimiter:
+    """The same token bucket in process memory, for at most `max_keys` keys (least recently
+    used ones are forgotten first). Each API process limits on its own, so with N processes a
+    key gets up to N times the rate: the fallback while Redis is unreachable, and the limiter
+    for failed authentications (which must not cost a Redis or database call each)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def peek(self, key: str, *, per_minute: int, burst: int) -> RateDecision:
+        """Whether `take` would allow now, without taking a token."""
+        rate = per_minute / 60.0
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        retry = 0.0 if tokens >= 1 else (1 - tokens) / rate
+        return RateDecision(allowed=tokens >= 1, retry_after_seconds=max(1, math.ceil(retry)))
+
+    def take(self, key: str, *, per_minute: int, burst: int) -> RateDecision:
+        rate = per_minute / 60.0
+        now = time.monotonic()
+        tokens, last = self._buckets.pop(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            allowed, retry = True, 0.0
+        else:
+            self._buckets[key] = (tokens, now)
+            allowed, retry = False, (1 - tokens) / rate
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return RateDecision(allowed=allowed, retry_after_seconds=max(1, math.ceil(retry)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -18,6 +18,9 @@ DEFAULT_ALLOWED_CONTENT_TYPES = (
     "audio/mp4",
     "audio/webm",
 )
+
+
+SslMode = Literal["disable", "prefer", "require", "verify-full"]
 
 
 class SettingsError(SystemExit):
@@ -48,6 +51,27 @@ class Settings(BaseSettings):
         description="after a re-read that found the same refused credentials, wait this long"
         " before reading the secret again",
     )
+    db_app_secret_arn: str | None = Field(
+        default=None,
+        description="migration task only: the application user's secret (JSON username,"
+        " password); `admin migrate` creates that login role with DML rights only",
+    )
+    db_migration_role: str = Field(
+        default="aipp_migrator",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="migration task only: the NOLOGIN role that owns the schema",
+    )
+    db_sslmode: SslMode | None = Field(
+        default=None,
+        description="disable | prefer | require | verify-full; unset: the client default"
+        " (prefer), which keeps a local PostgreSQL without TLS working",
+    )
+    db_ssl_root_cert: str | None = Field(
+        default=None,
+        description="CA bundle that require/verify-full check the server certificate against"
+        " (the image ships the RDS bundle at /opt/aipp/certs/rds-global-bundle.pem); unset:"
+        " the system's trust store",
+    )
     db_pool_min: int = Field(default=0, ge=0, description="connections opened at start")
     db_pool_max: int = Field(default=10, ge=1, description="largest connection pool")
 
@@ -69,12 +93,46 @@ class Settings(BaseSettings):
         default=None, description="only locally: moto's server for S3 and SQS"
     )
 
-    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1, description="largest audio")
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1, description="largest audio (presigned upload)"
+    )
+    max_multipart_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1,
+        description="largest audio sent as multipart to POST /v1/tasks (spooled to disk and"
+        " streamed to S3); larger files use the presigned upload",
+    )
+    max_json_body_bytes: int = Field(
+        default=8 * 1024, ge=256, description="largest request body of every other request"
+    )
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_ALLOWED_CONTENT_TYPES, description="comma-separated MIME types"
     )
     rate_limit_per_minute: int = Field(default=600, ge=1, description="sustained rate per key")
     rate_limit_burst: int = Field(default=100, ge=1, description="bucket size per key")
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="a valid key is remembered this long per API process: a revoked key is"
+        " refused at most this long after `admin revoke-api-key`",
+    )
+    auth_negative_cache_seconds: float = Field(
+        default=10.0, ge=0, description="an unknown key is answered 401 from memory this long"
+    )
+    auth_failures_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="unknown-key lookups per client address and minute before 429 (a flood"
+        " of bogus keys does not become a flood of database queries)",
+    )
+    quota_tasks_in_flight: int = Field(
+        default=100,
+        ge=1,
+        description="per tenant: tasks not yet completed or failed; more answers 429",
+    )
+    quota_tasks_per_day: int = Field(
+        default=10_000, ge=1, description="per tenant: tasks created per UTC day; more answers 429"
+    )
     presign_expires_seconds: int = Field(default=900, ge=1, le=604800, description="URL life")
     upload_grace_seconds: int = Field(
         default=900,
@@ -84,6 +142,17 @@ class Settings(BaseSettings):
     )
     upload_sweep_interval_seconds: int = Field(
         default=60, ge=0, description="how often the workers look for expired uploads; 0: never"
+    )
+    reconcile_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="how often the workers look for stranded tasks (queued, transcribing or"
+        " summarizing, with no lock and no change for RECONCILE_AFTER_SECONDS); 0: never",
+    )
+    reconcile_after_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="a task unchanged and unlocked this long gets its queue message again",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
     max_header_bytes: int = Field(default=8192, ge=1024, description="largest request header")
@@ -113,6 +182,21 @@ class Settings(BaseSettings):
     worker_heartbeat_file: str | None = Field(
         default="/tmp/aipp-worker-heartbeat",  # noqa: S108 - a liveness marker, not data
         description="touched while the receive loop runs (container HEALTHCHECK); empty: off",
+    )
+    worker_job_deadline_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="one attempt of a job (provider waits included) ends after this; the"
+        " phase config's longest_job_seconds",
+    )
+    provider_retry_base_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="first wait when a provider throttles, answers 5xx or refuses connections;"
+        " doubles up to PROVIDER_RETRY_MAX_SECONDS, until the job deadline",
+    )
+    provider_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="longest single wait for a provider outage"
     )
     max_receive_count: int = Field(
         default=3, ge=1, le=1000, description="the queue's DLQ maxReceiveCount"
@@ -164,6 +248,9 @@ class Settings(BaseSettings):
         default="meta-llama/Llama-3.1-8B-Instruct", description="chat model name"
     )
     openai_timeout_seconds: float = Field(default=600.0, gt=0, description="per request")
+    openai_connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="per connection attempt to the model servers"
+    )
     instant_provider_delay_seconds: float = Field(
         default=0.0, ge=0, description="tests and benchmarks only: the instant providers' delay"
     )

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import asyncpg
 
 from aipp.core.aws import db_secret_string
 from aipp.core.config import Settings
-from aipp.core.models import STATE_TIMESTAMP, Task, TaskState, check_transition
+from aipp.core.models import (
+    OPEN_STATES,
+    STATE_TIMESTAMP,
+    Task,
+    TaskState,
+    check_transition,
+)
 
 API_KEY_PREFIX = "aipp_"
 log = logging.getLogger("aipp.db")
@@ -29,6 +37,30 @@ AUTH_ERRORS: tuple[type[Exception], ...] = (
 )
 
 SecretReader = Callable[[], Awaitable[str]]
+
+
+def ssl_option(settings: Settings) -> ssl.SSLContext | Literal["prefer"] | bool | None:
+    """asyncpg's `ssl` argument for DB_SSLMODE (None: leave it to the DSN and the default).
+
+    `verify-full` checks the chain against DB_SSL_ROOT_CERT (else the system's trust store) and
+    the host name against the certificate, as libpq does; `require` encrypts without checking.
+    """
+    mode = settings.db_sslmode
+    if mode is None:
+        return None
+    if mode == "disable":
+        return False
+    if mode == "prefer":
+        return "prefer"
+    if mode == "require":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context(cafile=settings.db_ssl_root_cert)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class Credentials:
@@ -120,6 +152,9 @@ class Credentials:
 
     async def connect(self, *_ignored: Any, **kwargs: Any) -> asyncpg.Connection:
         """asyncpg's pool `connect` hook (its positional DSN argument is ignored)."""
+        tls = ssl_option(self._settings)
+        if tls is not None:
+            kwargs.setdefault("ssl", tls)
         version, dsn = await self.dsn()
         try:
             return await asyncpg.connect(dsn, **kwargs)
@@ -165,12 +200,46 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def key_prefix(key: str) -> str:
+    """The first characters of a key: stored beside its hash, shown by `admin list-api-keys`,
+    accepted by `admin revoke-api-key` and logged with each request, never the key itself."""
+    return key[: len(API_KEY_PREFIX) + 8]
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the tenant and the API key that authenticated the request."""
 
     tenant_id: uuid.UUID
     key_id: uuid.UUID
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    id: uuid.UUID
+    tenant: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The deployment's default limits per tenant (QUOTA_TASKS_IN_FLIGHT, QUOTA_TASKS_PER_DAY)."""
+
+    in_flight: int
+    per_day: int
+    in_flight_retry_seconds: int = 30
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, kind: str, limit: int, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.limit = limit
+        self.message = message
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,54 +289,166 @@ class Database:
             key_id,
             tenant_id,
             hash_api_key(key),
-            key[: len(API_KEY_PREFIX) + 4],
+            key_prefix(key),
         )
         return key_id, key
 
     async def principal_for_key(self, key: str) -> Principal | None:
         row = await self.pool.fetchrow(
-            "SELECT id, tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, tenant_id, prefix FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
             hash_api_key(key),
         )
-        return Principal(tenant_id=row["tenant_id"], key_id=row["id"]) if row else None
+        if row is None:
+            return None
+        return Principal(tenant_id=row["tenant_id"], key_id=row["id"], prefix=row["prefix"])
+
+    async def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyInfo]:
+        """Every key (newest first), or one tenant's; never the key itself."""
+        rows = await self.pool.fetch(
+            "SELECT k.id, t.name AS tenant, k.prefix, k.created_at, k.revoked_at"
+            " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+            " WHERE $1::text IS NULL OR t.name = $1"
+            " ORDER BY k.created_at DESC, k.id",
+            tenant,
+        )
+        return [ApiKeyInfo(**dict(r)) for r in rows]
+
+    async def revoke_api_key(self, ident: str) -> list[ApiKeyInfo]:
+        """Revoke the key with this id or prefix (the prefix must name one key); returns what
+        was revoked now, empty when it already was. Raises LookupError when nothing matches."""
+        key_id: uuid.UUID | None = None
+        with contextlib.suppress(ValueError):
+            key_id = uuid.UUID(ident)
+        rows = await self.pool.fetch(
+            "SELECT k.id, t.name AS tenant, k.prefix, k.created_at, k.revoked_at"
+            " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+            " WHERE k.id = $1 OR k.prefix = $2",
+            key_id,
+            ident,
+        )
+        if not rows:
+            raise LookupError(f"no API key with id or prefix {ident!r}")
+        if len(rows) > 1:
+            raise LookupError(f"prefix {ident!r} names {len(rows)} keys; revoke by key id")
+        revoked = await self.pool.fetch(
+            "UPDATE api_keys k SET revoked_at = now() FROM tenants t"
+            " WHERE k.id = $1 AND k.revoked_at IS NULL AND t.id = k.tenant_id"
+            " RETURNING k.id, t.name AS tenant, k.prefix, k.created_at, k.revoked_at",
+            rows[0]["id"],
+        )
+        return [ApiKeyInfo(**dict(r)) for r in revoked]
+
+    async def set_quota(self, tenant: str, *, in_flight: int | None, per_day: int | None) -> bool:
+        """Per-tenant quota overrides (None: the deployment's default). False: no such tenant."""
+        status = await self.pool.execute(
+            "UPDATE tenants SET quota_tasks_in_flight = $2, quota_tasks_per_day = $3"
+            " WHERE name = $1",
+            tenant,
+            in_flight,
+            per_day,
+        )
+        return status.endswith(" 1")
 
     # --- tasks ----------------------------------------------------------------------------
-    async def insert_task(self, new: NewTask) -> tuple[Task, bool]:
-        """Insert, or return the task already holding (tenant, idempotency key): (task, created)."""
+    async def insert_task(self, new: NewTask, quota: Quota | None = None) -> tuple[Task, bool]:
+        """Insert, or return the task already holding (tenant, idempotency key): (task, created).
+
+        With `quota`, a new task is refused (`QuotaExceeded`) when its tenant already has
+        `quota.in_flight` open tasks or created `quota.per_day` today (UTC); per-tenant overrides
+        in `tenants` win. The check and the insert run under a per-tenant transaction lock, so
+        concurrent creates cannot both slip under the limit. A replay is never refused.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if quota is not None:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))",
+                    str(new.tenant_id),
+                )
+            if new.idempotency_key is not None:
+                existing = await conn.fetchrow(
+                    "SELECT * FROM tasks WHERE tenant_id = $1 AND idempotency_key = $2",
+                    new.tenant_id,
+                    new.idempotency_key,
+                )
+                if existing is not None:
+                    return Task.from_row(existing), False
+            if quota is not None:
+                await self._check_quota(conn, new.tenant_id, quota)
+            row = await self._insert_row(conn, new)
+            if row is not None:
+                return Task.from_row(row), True
+        # Lost an idempotent race without the lock (no quota given): read the winner.
+        existing = await self.pool.fetchrow(
+            "SELECT * FROM tasks WHERE tenant_id = $1 AND idempotency_key = $2",
+            new.tenant_id,
+            new.idempotency_key,
+        )
+        if existing is None:
+            raise RuntimeError("idempotent insert did not settle")
+        return Task.from_row(existing), False
+
+    @staticmethod
+    async def _check_quota(conn: Any, tenant_id: uuid.UUID, quota: Quota) -> None:
+        limits = await conn.fetchrow(
+            "SELECT quota_tasks_in_flight, quota_tasks_per_day FROM tenants WHERE id = $1",
+            tenant_id,
+        )
+        in_flight_limit = (limits and limits["quota_tasks_in_flight"]) or quota.in_flight
+        per_day_limit = (limits and limits["quota_tasks_per_day"]) or quota.per_day
+        open_tasks = await conn.fetchval(
+            "SELECT count(*) FROM tasks WHERE tenant_id = $1 AND state = ANY($2::text[])",
+            tenant_id,
+            [s.value for s in OPEN_STATES],
+        )
+        if open_tasks >= in_flight_limit:
+            raise QuotaExceeded(
+                "tasks_in_flight",
+                in_flight_limit,
+                f"{open_tasks} tasks are still in flight; the limit is {in_flight_limit}",
+                quota.in_flight_retry_seconds,
+            )
+        used = await conn.fetchval(
+            "INSERT INTO tenant_daily_usage (tenant_id, day, tasks)"
+            " VALUES ($1, (now() AT TIME ZONE 'utc')::date, 1)"
+            " ON CONFLICT (tenant_id, day) DO UPDATE SET tasks = tenant_daily_usage.tasks + 1"
+            " RETURNING tasks",
+            tenant_id,
+        )
+        if used > per_day_limit:
+            now = datetime.now(UTC)
+            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            raise QuotaExceeded(
+                "tasks_per_day",
+                per_day_limit,
+                f"{per_day_limit} tasks were already created today (UTC)",
+                max(1, int((midnight - now).total_seconds()) + 1),
+            )
+
+    @staticmethod
+    async def _insert_row(conn: Any, new: NewTask) -> Any:
         state_col = STATE_TIMESTAMP[new.state]
         extra_col = f", {state_col}" if state_col != "created_at" else ""
         extra_val = ", now()" if extra_col else ""
-        for _ in range(3):
-            row = await self.pool.fetchrow(
-                f"""
-                INSERT INTO tasks (id, tenant_id, state, filename, object_key, content_type,
-                                   size_bytes, language, idempotency_key, request_hash{extra_col})
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10{extra_val})
-                ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-                DO NOTHING
-                RETURNING *
-                """,  # noqa: S608 - the interpolated column names come from a fixed table
-                new.id,
-                new.tenant_id,
-                new.state.value,
-                new.filename,
-                new.object_key,
-                new.content_type,
-                new.size_bytes,
-                new.language,
-                new.idempotency_key,
-                new.request_hash,
-            )
-            if row is not None:
-                return Task.from_row(row), True
-            existing = await self.pool.fetchrow(
-                "SELECT * FROM tasks WHERE tenant_id = $1 AND idempotency_key = $2",
-                new.tenant_id,
-                new.idempotency_key,
-            )
-            if existing is not None:
-                return Task.from_row(existing), False
-        raise RuntimeError("idempotent insert did not settle")
+        return await conn.fetchrow(
+            f"""
+            INSERT INTO tasks (id, tenant_id, state, filename, object_key, content_type,
+                               size_bytes, language, idempotency_key, request_hash{extra_col})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10{extra_val})
+            ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+            DO NOTHING
+            RETURNING *
+            """,  # noqa: S608 - the interpolated column names come from a fixed table
+            new.id,
+            new.tenant_id,
+            new.state.value,
+            new.filename,
+            new.object_key,
+            new.content_type,
+            new.size_bytes,
+            new.language,
+            new.idempotency_key,
+            new.request_hash,
+        )
 
     async def request_hash(self, tenant_id: uuid.UUID, task_id: uuid.UUID) -> str | None:
         value: str | None = await self.pool.fetchval(
@@ -311,10 +492,21 @@ class Database:
         return [Task.from_row(r) for r in rows]
 
     async def delete_task(self, task_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
+        """Delete the row. Afterwards no compare-and-set of an in-flight job can succeed, so a
+        job that finishes late sees the task gone and removes what it wrote."""
         status = await self.pool.execute(
             "DELETE FROM tasks WHERE id = $1 AND tenant_id = $2", task_id, tenant_id
         )
         return status.endswith(" 1")
+
+    async def set_object_version(self, task_id: uuid.UUID, version: str) -> Task | None:
+        row = await self.pool.fetchrow(
+            "UPDATE tasks SET object_version = $2 WHERE id = $1 RETURNING *", task_id, version
+        )
+        return Task.from_row(row) if row else None
+
+    async def exists(self, task_id: uuid.UUID) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1 FROM tasks WHERE id = $1", task_id))
 
     async def transition(
         self,
@@ -331,6 +523,8 @@ class Database:
         check_transition(source, target)
         allowed = {
             "attempts",
+            "object_version",
+            "retryable",
             "error_code",
             "error_message",
             "transcript_key",
@@ -363,37 +557,111 @@ class Database:
         )
         return Task.from_row(row) if row else None
 
-    async def expire_uploads(
-        self, after_seconds: float, *, code: str, message: str, limit: int = 500
-    ) -> list[Task]:
-        """Compare-and-set `awaiting_upload → failed` for tasks whose upload window (counted from
-        `updated_at`: creation, a renewed URL or a compensation) ended `after_seconds` ago.
-
-        Rows another transaction holds (an upload being queued right now) are skipped, and the
-        outer `state` check makes the move happen only if the task is still waiting: an upload
-        and the sweep never both win.
-        """
-        check_transition(TaskState.AWAITING_UPLOAD, TaskState.FAILED)
+    async def uploads_past_window(self, after_seconds: float, limit: int = 500) -> list[Task]:
+        """Tasks still `awaiting_upload` whose upload window (counted from `updated_at`:
+        creation, a renewed URL or a compensation) ended `after_seconds` ago, oldest first."""
         rows = await self.pool.fetch(
-            """
-            UPDATE tasks
-               SET state = 'failed', failed_at = now(), updated_at = now(),
-                   error_code = $2, error_message = $3
-             WHERE id IN (SELECT id FROM tasks
-                           WHERE state = 'awaiting_upload'
-                             AND updated_at < now() - make_interval(secs => $1)
-                           ORDER BY updated_at
-                           LIMIT $4
-                             FOR UPDATE SKIP LOCKED)
-               AND state = 'awaiting_upload'
-            RETURNING *
-            """,
+            "SELECT * FROM tasks WHERE state = 'awaiting_upload'"
+            " AND updated_at < now() - make_interval(secs => $1)"
+            " ORDER BY updated_at LIMIT $2",
             float(after_seconds),
-            code,
-            message[:1000],
             limit,
         )
         return [Task.from_row(r) for r in rows]
+
+    async def expire_upload(
+        self, task_id: uuid.UUID, after_seconds: float, *, code: str, message: str
+    ) -> Task | None:
+        """Compare-and-set `awaiting_upload → failed` if the task's window is still over.
+
+        A row another transaction holds (an upload being queued right now) is skipped, and
+        the `state` check makes the move happen only if the task is still waiting: an upload and
+        the sweep never both win.
+        """
+        check_transition(TaskState.AWAITING_UPLOAD, TaskState.FAILED)
+        row = await self.pool.fetchrow(
+            """
+            UPDATE tasks
+               SET state = 'failed', failed_at = now(), updated_at = now(),
+                   error_code = $3, error_message = $4, retryable = false
+             WHERE id = (SELECT id FROM tasks
+                          WHERE id = $1 AND state = 'awaiting_upload'
+                            AND updated_at < now() - make_interval(secs => $2)
+                            FOR UPDATE SKIP LOCKED)
+               AND state = 'awaiting_upload'
+            RETURNING *
+            """,
+            task_id,
+            float(after_seconds),
+            code,
+            message[:1000],
+        )
+        return Task.from_row(row) if row else None
+
+    async def expire_uploads(
+        self, after_seconds: float, *, code: str, message: str, limit: int = 500
+    ) -> list[Task]:
+        """`expire_upload` for every task past its window, without looking at S3 first."""
+        expired = []
+        for task in await self.uploads_past_window(after_seconds, limit):
+            moved = await self.expire_upload(task.id, after_seconds, code=code, message=message)
+            if moved is not None:
+                expired.append(moved)
+        return expired
+
+    async def stranded(self, after_seconds: float, limit: int = 500) -> list[Task]:
+        """Tasks owed work (`queued`, `transcribing`, `summarizing`) unchanged this long."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM tasks WHERE state IN ('queued', 'transcribing', 'summarizing')"
+            " AND updated_at < now() - make_interval(secs => $1)"
+            " ORDER BY updated_at LIMIT $2",
+            float(after_seconds),
+            limit,
+        )
+        return [Task.from_row(r) for r in rows]
+
+    async def touch(self, task: Task) -> bool:
+        """Compare-and-set on (state, updated_at): mark a stranded task as just re-sent, so
+        that the next reconcile pass waits a whole period again. False: it moved meanwhile."""
+        status = await self.pool.execute(
+            "UPDATE tasks SET updated_at = now() WHERE id = $1 AND state = $2 AND updated_at = $3",
+            task.id,
+            task.state.value,
+            task.updated_at,
+        )
+        return status.endswith(" 1")
+
+    async def requeue_failed(self, task_id: uuid.UUID) -> Task | None:
+        """An operator's `failed → queued` for a failure a retry can fix (`retryable`); the
+        error is cleared. Not a state-machine step: only `admin requeue` calls it."""
+        row = await self.pool.fetchrow(
+            "UPDATE tasks SET state = 'queued', queued_at = now(), updated_at = now(),"
+            " failed_at = NULL, error_code = NULL, error_message = NULL, retryable = false,"
+            " transcribing_at = NULL, summarizing_at = NULL"
+            " WHERE id = $1 AND state = 'failed' AND retryable RETURNING *",
+            task_id,
+        )
+        return Task.from_row(row) if row else None
+
+    async def retryable_failures(
+        self, *, code: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[Task]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM tasks WHERE state = 'failed' AND retryable"
+            " AND ($1::text IS NULL OR error_code = $1)"
+            " AND ($2::timestamptz IS NULL OR failed_at >= $2)"
+            " ORDER BY failed_at LIMIT $3",
+            code,
+            since,
+            limit,
+        )
+        return [Task.from_row(r) for r in rows]
+
+    async def prune_usage(self, keep_days: int = 35) -> None:
+        await self.pool.execute(
+            "DELETE FROM tenant_daily_usage WHERE day < (now() AT TIME ZONE 'utc')::date - $1::int",
+            keep_days,
+        )
 
     async def undo_queued(self, task_id: uuid.UUID) -> bool:
         """Compensation, not a state-machine step: `queued → awaiting_upload` when the message

@@ -35,6 +35,12 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 # The error code of a task whose upload never arrived (the workers' expiry sweep).
 UPLOAD_EXPIRED = "upload_expired"
 
+# States in which a task is still owed work: it counts against its tenant's in-flight quota,
+# and the reconciler re-sends its message when it sits there unlocked for too long.
+OPEN_STATES = frozenset(
+    {TaskState.AWAITING_UPLOAD, TaskState.QUEUED, TaskState.TRANSCRIBING, TaskState.SUMMARIZING}
+)
+
 # The column that records when a task entered each state.
 STATE_TIMESTAMP: dict[TaskState, str] = {
     TaskState.AWAITING_UPLOAD: "created_at",
@@ -68,6 +74,16 @@ def transcript_key(tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
 
 def result_key(tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
     return f"results/{tenant_id}/{task_id}.json"
+
+
+def task_prefixes(tenant_id: uuid.UUID, task_id: uuid.UUID) -> tuple[str, ...]:
+    """Every key prefix under which a task's objects live: its upload, our transcript and
+    result, and Transcribe's own output (`transcripts/<tenant>/<task>.transcribe.json`)."""
+    return (
+        f"uploads/{tenant_id}/{task_id}/",
+        f"transcripts/{tenant_id}/{task_id}.",
+        f"results/{tenant_id}/{task_id}.",
+    )
 
 
 def parse_upload_key(key: str) -> tuple[uuid.UUID, uuid.UUID, str] | None:
@@ -104,6 +120,8 @@ class Task:
     summarizing_at: datetime | None
     completed_at: datetime | None
     failed_at: datetime | None
+    object_version: str | None = None
+    retryable: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -129,4 +147,6 @@ class Task:
             summarizing_at=row["summarizing_at"],
             completed_at=row["completed_at"],
             failed_at=row["failed_at"],
+            object_version=row.get("object_version"),
+            retryable=bool(row.get("retryable") or False),
         )

@@ -28,6 +28,8 @@ class TaskMessage(BaseModel):
     object_key: str
     task_type: TaskType
     language: str | None = None
+    # The S3 version the upload check accepted (STT): the worker reads exactly this version.
+    object_version: str | None = None
 
 
 class Queue:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from aipp.core.aws import s3_client
@@ -16,9 +18,36 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+# Streams to and from S3 hold at most max_concurrency parts of multipart_chunksize in memory.
+TRANSFER = TransferConfig(
+    multipart_threshold=8 * 1024 * 1024,
+    multipart_chunksize=8 * 1024 * 1024,
+    max_concurrency=2,
+)
+
+
 def _missing(exc: ClientError) -> bool:
     code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in {"404", "NoSuchKey", "NotFound"}
+    return code in {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+
+
+class DeleteFailed(Exception):
+    """Some keys of a DeleteObjects call were not deleted; `errors` says which and why."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        shown = ", ".join(f"{key} ({code})" for key, code in errors[:5])
+        more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        super().__init__(f"{len(errors)} object(s) not deleted: {shown}{more}")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The first bytes of an object, its size and the version that was read."""
+
+    data: bytes
+    size: int
+    version_id: str | None
 
 
 class Storage:
@@ -45,6 +74,50 @@ class Storage:
             self.client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
         )
 
+    async def put_file(self, key: str, file: IO[bytes], content_type: str) -> str | None:
+        """Stream a file object to S3 (multipart above 8 MiB, a few parts in memory at most);
+        returns the new object's version id (None when the bucket is not versioned)."""
+        await asyncio.to_thread(
+            self.client.upload_fileobj,
+            file,
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": content_type},
+            Config=TRANSFER,
+        )
+        head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+        version: str | None = head.get("VersionId")
+        return version if version and version != "null" else None
+
+    async def download(self, key: str, file: IO[bytes], version_id: str | None = None) -> bool:
+        """Stream one version (default: the current one) into `file`; False when it is gone."""
+        extra = {"VersionId": version_id} if version_id else None
+        try:
+            await asyncio.to_thread(
+                self.client.download_fileobj,
+                self.bucket,
+                key,
+                file,
+                ExtraArgs=extra,
+                Config=TRANSFER,
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
+
+    async def current_version(self, key: str) -> str | None:
+        """The version id of the object now at `key` (None when absent or unversioned)."""
+        try:
+            head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        version: str | None = head.get("VersionId")
+        return version if version and version != "null" else None
+
     async def head_size(self, key: str) -> int | None:
         try:
             head = await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
@@ -54,17 +127,23 @@ class Storage:
             raise
         return int(head["ContentLength"])
 
-    async def read_head(self, key: str, length: int) -> tuple[bytes, int] | None:
-        """The first `length` bytes (one ranged GET) and the object's total size; None if gone."""
+    async def read_head(self, key: str, length: int, version_id: str | None = None) -> Head | None:
+        """The first `length` bytes (one ranged GET), the object's total size and the version
+        that answered (pass `version_id` to read that one); None if gone."""
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         try:
             obj = await asyncio.to_thread(
-                self.client.get_object, Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}"
+                self.client.get_object,
+                Bucket=self.bucket,
+                Key=key,
+                Range=f"bytes=0-{length - 1}",
+                **extra,
             )
         except ClientError as exc:
             if _missing(exc):
                 return None
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                return b"", 0  # an empty object has no byte 0
+                return Head(b"", 0, version_id)  # an empty object has no byte 0
             raise
         head = await asyncio.to_thread(obj["Body"].read)
         content_range = obj.get("ContentRange", "")
@@ -73,7 +152,8 @@ class Storage:
             if "/" in content_range
             else int(obj["ContentLength"])
         )
-        return head, total
+        version = obj.get("VersionId")
+        return Head(head, total, version if version and version != "null" else None)
 
     async def get_bytes(self, key: str) -> bytes | None:
         """The whole object, or None when it does not exist."""
@@ -98,20 +178,46 @@ class Storage:
     async def put_json(self, key: str, value: Any) -> None:
         await self.put(key, json.dumps(value).encode(), "application/json")
 
-    async def delete(self, keys: Iterable[str]) -> None:
-        objects: list[Any] = [{"Key": k} for k in keys]
-        if objects:
-            await asyncio.to_thread(
+    async def delete(self, keys: Iterable[str], *, version_id: str | None = None) -> None:
+        """Delete the current version of each key (a delete marker in a versioned bucket), or
+        with `version_id` that one version of the single key given, for good. Raises
+        `DeleteFailed` naming every key S3 did not delete."""
+        objects: list[Any] = [
+            {"Key": k, **({"VersionId": version_id} if version_id else {})} for k in keys
+        ]
+        await self._delete_objects(objects)
+
+    async def _delete_objects(self, objects: list[Any]) -> None:
+        errors: list[tuple[str, str]] = []
+        for start in range(0, len(objects), 1000):  # DeleteObjects takes 1000 keys at most
+            answer = await asyncio.to_thread(
                 self.client.delete_objects,
                 Bucket=self.bucket,
-                Delete={"Objects": objects, "Quiet": True},
+                Delete={"Objects": objects[start : start + 1000], "Quiet": True},
             )
+            errors.extend(
+                (str(e.get("Key", "?")), str(e.get("Code", "Error")))
+                for e in answer.get("Errors", [])
+            )
+        if errors:
+            raise DeleteFailed(errors)
 
     async def delete_prefix(self, prefix: str) -> None:
-        listing = await asyncio.to_thread(
-            self.client.list_objects_v2, Bucket=self.bucket, Prefix=prefix
-        )
-        await self.delete(obj["Key"] for obj in listing.get("Contents", []) if "Key" in obj)
+        """Delete every object under `prefix`, every version and delete marker included, so
+        nothing of it is left to restore (on an unversioned bucket: every object)."""
+        paginator = self.client.get_paginator("list_object_versions")
+
+        def listing() -> list[Any]:
+            found: list[Any] = []
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    entry: dict[str, Any] = {"Key": item["Key"]}
+                    if item.get("VersionId") and item["VersionId"] != "null":
+                        entry["VersionId"] = item["VersionId"]
+                    found.append(entry)
+            return found
+
+        await self._delete_objects(await asyncio.to_thread(listing))
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.client.head_bucket, Bucket=self.bucket)

@@ -11,13 +11,19 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def _run(connection: Connection) -> None:
+    role = context.config.attributes.get("role")
+    if role:  # the migration role owns what the migrations create (`admin migrate`)
+        connection.exec_driver_sql(f'SET ROLE "{role}"')
+        connection.commit()
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def _main(url: str) -> None:
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    ssl = context.config.attributes.get("ssl")
+    connect_args = {} if ssl is None else {"ssl": ssl}
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -19,10 +19,12 @@ from aipp.core.logging import configure_logging
 from aipp.core.models import TaskType
 from aipp.core.queue import Queue
 from aipp.core.storage import Storage
+from aipp.core.upload_check import UploadCheck
 from aipp.worker.ecs import ScaleInProtection
 from aipp.worker.lock import TaskLocks
 from aipp.worker.pipeline import Pipeline
 from aipp.worker.providers import build_summarizer, build_transcriber
+from aipp.worker.reconciler import Reconciler
 from aipp.worker.runner import Worker
 from aipp.worker.sweeper import UploadSweeper
 from aipp.worker.webhook import Webhook
@@ -45,6 +47,16 @@ async def _visibility(settings: Settings, queue: Queue, url: str) -> int:
         return DEFAULT_VISIBILITY
 
 
+async def _turn_prefix(db: Database, prefix: str) -> str:
+    """One sweep and one reconcile turn per database, whoever else shares the Redis."""
+    try:
+        name = await asyncio.wait_for(db.pool.fetchval("SELECT current_database()"), 10)
+    except Exception as exc:  # the turn key only saves duplicate work
+        log.warning("database name unknown at start", extra={"error": repr(exc)})
+        return prefix
+    return f"{prefix}:{name}"
+
+
 async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(settings.worker_concurrency * 2 + 8))
@@ -62,18 +74,20 @@ async def serve(settings: Settings) -> None:
         Webhook(settings.webhook_url, settings.webhook_secret) if settings.webhook_url else None
     )
     lock_ttl_ms = visibility * 1000 - min(1000, visibility * 250)
+    locks = TaskLocks(cache.redis, ttl_ms=lock_ttl_ms, prefix=cache.prefix)
     pipeline = Pipeline(
         settings=settings,
         db=db,
         storage=storage,
         queue=queue,
         cache=cache,
-        locks=TaskLocks(cache.redis, ttl_ms=lock_ttl_ms, prefix=cache.prefix),
+        locks=locks,
         transcriber=build_transcriber(settings, storage) if TaskType.STT in types else None,
         summarizer=build_summarizer(settings) if TaskType.LLM in types else None,
         webhook=webhook,
     )
-    background: tuple[Callable[[], Coroutine[Any, Any, None]], ...] = ()
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    turn_prefix = await _turn_prefix(db, cache.prefix)
     if settings.upload_sweep_interval_seconds > 0:
         sweeper = UploadSweeper(
             db=db,
@@ -82,10 +96,22 @@ async def serve(settings: Settings) -> None:
             interval_seconds=settings.upload_sweep_interval_seconds,
             presign_seconds=settings.presign_expires_seconds,
             grace_seconds=settings.upload_grace_seconds,
-            prefix=cache.prefix,
+            prefix=turn_prefix,
             webhook=webhook,
+            check=UploadCheck(settings, db, storage, queue),
         )
-        background = (sweeper.run,)
+        background.append(sweeper.run)
+    if settings.reconcile_interval_seconds > 0:
+        reconciler = Reconciler(
+            db=db,
+            queue=queue,
+            locks=locks,
+            redis=cache.redis,
+            interval_seconds=settings.reconcile_interval_seconds,
+            after_seconds=settings.reconcile_after_seconds,
+            prefix=turn_prefix,
+        )
+        background.append(reconciler.run)
     worker = Worker(
         pipeline=pipeline,
         sqs=queue.client,
@@ -98,10 +124,14 @@ async def serve(settings: Settings) -> None:
         retry_base=settings.worker_retry_base_seconds,
         grace_seconds=settings.worker_shutdown_grace_seconds,
         dlq_url=settings.worker_dlq_url,
+        job_deadline=settings.worker_job_deadline_seconds,
+        provider_retry_base=settings.provider_retry_base_seconds,
+        provider_retry_max=settings.provider_retry_max_seconds,
+        deletion_check_seconds=min(5.0, visibility / 3),
         heartbeat_file=settings.worker_heartbeat_file,
         protection=ScaleInProtection(settings.ecs_agent_uri),
         health_checks=(db.ping, cache.ping),
-        background=background,
+        background=tuple(background),
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

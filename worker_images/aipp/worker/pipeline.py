@@ -20,12 +20,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import IO, Any
 
 from aipp.core.cache import Cache
 from aipp.core.config import Settings
 from aipp.core.db import Database
-from aipp.core.models import Task, TaskState, TaskType, result_key, transcript_key
+from aipp.core.models import (
+    Task,
+    TaskState,
+    TaskType,
+    result_key,
+    task_prefixes,
+    transcript_key,
+)
 from aipp.core.queue import Queue, TaskMessage
 from aipp.core.storage import Storage
 from aipp.worker.errors import JobError
@@ -51,6 +58,7 @@ class Job:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     provider_seconds: float = 0.0
     heartbeats: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    deleted: bool = False
 
 
 @dataclass
@@ -104,20 +112,49 @@ class Pipeline:
         if self.webhook is not None:
             await self.webhook.send(task)
 
-    async def fail(self, task_id: uuid.UUID, code: str, message: str) -> Task | None:
-        """Mark a task `failed` with a reason the client can read, from whatever state it is in."""
+    async def fail(
+        self, task_id: uuid.UUID, code: str, message: str, *, retryable: bool = False
+    ) -> Task | None:
+        """Mark a task `failed` with a reason the client can read, from whatever state it is in.
+        `retryable`: a retry could fix it (`admin requeue` may put it back in the queue)."""
         for _ in range(5):
             task = await self.db.get_task(task_id)
             if task is None or task.state in TERMINAL:
                 return None
             failed = await self.db.transition(
-                task.id, task.state, TaskState.FAILED, error_code=code, error_message=message[:1000]
+                task.id,
+                task.state,
+                TaskState.FAILED,
+                error_code=code,
+                error_message=message[:1000],
+                retryable=retryable,
             )
             if failed is not None:
                 log.info("task failed", extra={"task_id": str(task_id), "code": code})
                 await self.notify(failed)
                 return failed
         return None
+
+    async def discard(self, job: Job) -> None:
+        """The task was deleted while this job ran: remove every object of it that the job (or
+        its provider, e.g. Transcribe's output) wrote, so nothing outlives the deletion."""
+        message = job.message
+        if self.transcriber is not None and message.task_type is TaskType.STT:
+            discard = getattr(self.transcriber, "discard", None)
+            if discard is not None:
+                try:
+                    await discard(message.task_id, message.tenant_id)
+                except Exception as exc:  # the prefix sweep below still runs
+                    log.warning("provider output not discarded", extra={"error": repr(exc)})
+        for prefix in task_prefixes(message.tenant_id, message.task_id):
+            try:
+                await self.storage.delete_prefix(prefix)
+            except Exception as exc:  # the bucket's lifecycle rules remove it in the end
+                log.warning("objects of a deleted task not removed", extra={"error": repr(exc)})
+        try:
+            await self.cache.drop_result(message.tenant_id, message.task_id)
+        except Exception:  # expires by itself
+            log.warning("cached result not dropped", extra={"task_id": str(message.task_id)})
 
     # --- STT: steps 4-6 ---------------------------------------------------------------------
     async def _send_llm(self, task: Task) -> None:
@@ -159,14 +196,14 @@ class Pipeline:
 
     async def _run_stt(self, job: Job, task: Task) -> Outcome:
         storage = self.storage
+        version = task.object_version or job.message.object_version
 
-        async def read() -> bytes:
-            data = await storage.get_bytes(task.object_key)
-            if data is None:
+        async def download(file: IO[bytes]) -> None:
+            # Exactly the version the upload check accepted: a later PUT cannot swap the audio.
+            if not await storage.download(task.object_key, file, version):
                 raise JobError(
                     "audio_missing", "the uploaded audio no longer exists", retryable=False
                 )
-            return data
 
         assert self.transcriber is not None
         audio = AudioInput(
@@ -176,7 +213,8 @@ class Pipeline:
             key=task.object_key,
             content_type=task.content_type,
             language=task.language,
-            read=read,
+            version_id=version,
+            download=download,
         )
         started = time.perf_counter()
         transcript = await self.transcriber.transcribe(audio)
@@ -197,8 +235,11 @@ class Pipeline:
             transcript_key=key,
             audio_seconds=transcript.duration_seconds,
         )
-        if moved is None or moved.state is not TaskState.SUMMARIZING:
-            return Outcome.DONE  # deleted or failed meanwhile
+        if moved is None:  # deleted meanwhile: what was just written must not outlive it
+            await self.discard(job)
+            return Outcome.DONE
+        if moved.state is not TaskState.SUMMARIZING:
+            return Outcome.DONE  # failed meanwhile
         await self._send_llm(moved)
         return Outcome.DONE
 
@@ -236,7 +277,10 @@ class Pipeline:
         done, changed = await self._move(
             task, TaskState.COMPLETED, summary=summary.text, result_key=key
         )
-        if done is None or done.state is not TaskState.COMPLETED:
+        if done is None:  # deleted meanwhile: what was just written must not outlive it
+            await self.discard(job)
+            return Outcome.DONE
+        if done.state is not TaskState.COMPLETED:
             return Outcome.DONE
         try:
             await self.cache.set_result(

@@ -6,7 +6,14 @@
 - Retries: a failed attempt hides the message for a backoff delay (10 s, 20 s, 40 s… by default);
   on the queue's final receive (MAX_RECEIVE_COUNT) the task is marked `failed` with the reason and
   the message is released, so SQS moves it to the DLQ. Outages of PostgreSQL/Redis/S3 are waited
-  out in-process (receiving pauses) instead of using up receives.
+  out in-process (receiving pauses) instead of using up receives, and so are providers that
+  throttle, answer 5xx or refuse connections (backoff from PROVIDER_RETRY_BASE_SECONDS up to
+  PROVIDER_RETRY_MAX_SECONDS).
+- Deadline: one attempt, provider waits included, ends after WORKER_JOB_DEADLINE_SECONDS
+  (`job_timeout`, retryable: it spends one receive).
+- Deletion: while a job runs its task is looked up every few seconds; once the task is deleted
+  the job is cancelled, whatever it wrote is removed and its message deleted.
+- Tenants read stable codes and our own messages; exception text goes to the log only.
 - DLQ: when the worker knows its dead-letter queue it marks the tasks it finds there `failed`
   (a worker killed on the final attempt leaves nobody else to do it) and keeps the messages.
 - Background loops (the upload-expiry sweep) run beside the receive loop until it stops.
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -26,11 +34,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from aipp.core.models import TaskType
+from aipp.core.models import TaskState, TaskType
 from aipp.core.queue import TASK_TYPE_ATTRIBUTE, TaskMessage
 from aipp.worker.ecs import ScaleInProtection
-from aipp.worker.errors import JobError, is_dependency_error
-from aipp.worker.pipeline import TERMINAL, Job, Outcome, Pipeline
+from aipp.worker.errors import (
+    INTERNAL_ERROR,
+    INTERNAL_MESSAGE,
+    JOB_TIMEOUT,
+    JobError,
+    ProviderUnavailable,
+    is_dependency_error,
+)
+from aipp.worker.pipeline import Job, Outcome, Pipeline
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -40,6 +55,18 @@ MAX_DELAY = 900  # longest backoff between attempts
 KEEP_IN_DLQ = 43000  # a handled dead letter stays hidden ~12 h (SQS allows 12 h in total)
 DEPENDENCY_RETRIES = 3
 HEALTH_WAIT_SECONDS = 120.0
+DELETION_CHECK_SECONDS = 5.0
+
+# The states in which each step's message is still owed work (the DLQ consumer fails a task only
+# when the dead message is for the step the task is at).
+STEP_STATES = {
+    TaskType.STT: frozenset({TaskState.QUEUED, TaskState.TRANSCRIBING}),
+    TaskType.LLM: frozenset({TaskState.SUMMARIZING}),
+}
+
+
+class TaskDeleted(Exception):
+    """The task was deleted while its job ran."""
 
 
 class Worker:
@@ -57,6 +84,10 @@ class Worker:
         retry_base: int,
         grace_seconds: float,
         dlq_url: str | None = None,
+        job_deadline: float = 4 * 3600.0,
+        provider_retry_base: float = 2.0,
+        provider_retry_max: float = 60.0,
+        deletion_check_seconds: float = DELETION_CHECK_SECONDS,
         heartbeat_file: str | None = None,
         protection: ScaleInProtection | None = None,
         health_checks: tuple[Callable[[], Awaitable[Any]], ...] = (),
@@ -73,6 +104,10 @@ class Worker:
         self.retry_base = retry_base
         self.grace_seconds = grace_seconds
         self.dlq_url = dlq_url
+        self.job_deadline = job_deadline
+        self.provider_retry_base = provider_retry_base
+        self.provider_retry_max = provider_retry_max
+        self.deletion_check_seconds = deletion_check_seconds
         self.heartbeat_file = Path(heartbeat_file) if heartbeat_file else None
         self.protection = protection or ScaleInProtection(None)
         self.health_checks = health_checks
@@ -265,12 +300,41 @@ class Worker:
                     log.warning("lock not refreshed", extra={"error": repr(exc)})
 
     async def _attempt(self, job: Job) -> Outcome:
-        """Run the handler; wait out dependency outages and try again with the message held."""
-        for attempt in range(1, DEPENDENCY_RETRIES + 1):
+        """Run the handler within the job deadline; wait out dependency and provider outages
+        and try again with the message held (no receive is spent on them)."""
+        try:
+            async with asyncio.timeout(self.job_deadline):
+                return await self._attempt_until_done(job)
+        except TimeoutError:
+            raise JobError(
+                JOB_TIMEOUT,
+                f"the {job.message.task_type.value} step did not finish within"
+                f" {self.job_deadline:.0f} s",
+                retryable=True,
+            ) from None
+
+    async def _attempt_until_done(self, job: Job) -> Outcome:
+        dependency_failures = 0
+        provider_wait = self.provider_retry_base
+        while True:
             try:
                 return await self.pipeline.handle(job)
+            except ProviderUnavailable as exc:
+                wait = min(self.provider_retry_max, exc.retry_after or provider_wait)
+                provider_wait = min(self.provider_retry_max, provider_wait * 2)
+                log.warning(
+                    "provider unavailable; waiting for it",
+                    extra={
+                        "task_id": str(job.message.task_id),
+                        "code": exc.code,
+                        "detail": exc.detail,
+                        "wait_s": round(wait, 2),
+                    },
+                )
+                await asyncio.sleep(wait * random.uniform(0.9, 1.1))  # noqa: S311 - jitter
             except Exception as exc:
-                if not is_dependency_error(exc) or attempt == DEPENDENCY_RETRIES:
+                dependency_failures += 1
+                if not is_dependency_error(exc) or dependency_failures >= DEPENDENCY_RETRIES:
                     raise
                 log.warning(
                     "dependency failed; waiting for it",
@@ -278,7 +342,35 @@ class Worker:
                 )
                 self._unhealthy = True
                 await self._wait_healthy(HEALTH_WAIT_SECONDS)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _watch_deletion(self, job: Job, work: asyncio.Task[Outcome]) -> None:
+        """Cancel `work` once its task no longer exists (deleted through the API)."""
+        while not work.done():
+            await asyncio.sleep(self.deletion_check_seconds)
+            try:
+                exists = await self.pipeline.db.exists(job.message.task_id)
+            except Exception as exc:  # the job itself meets the outage
+                log.debug("deletion check failed", extra={"error": repr(exc)})
+                continue
+            if not exists:
+                job.deleted = True
+                work.cancel()
+                return
+
+    async def _run_watched(self, job: Job) -> Outcome:
+        work = asyncio.create_task(self._attempt(job))
+        watch = asyncio.create_task(self._watch_deletion(job, work))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if job.deleted:
+                raise TaskDeleted from None
+            raise
+        finally:
+            watch.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
 
     async def _job(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
@@ -301,12 +393,17 @@ class Worker:
                     f"{','.join(t.value for t in self.task_types)}",
                     retryable=True,
                 )
-            result = await self._attempt(job)
+            result = await self._run_watched(job)
             outcome = result.value
             if result is Outcome.DONE:
                 await self._delete(receipt)
             else:
                 await self._set_visibility(receipt, self.retry_delay(job.receive_count))
+        except TaskDeleted:
+            outcome = "deleted"
+            log.info("task deleted while in flight", extra={"task_id": str(job.message.task_id)})
+            await self.pipeline.discard(job)
+            await self._delete(receipt)
         except asyncio.CancelledError:
             outcome = "released"
             await self._set_visibility(receipt, 0)
@@ -331,9 +428,10 @@ class Worker:
     async def _failed(self, job: Job, receipt: str, exc: Exception) -> None:
         if isinstance(exc, JobError):
             code, reason, retryable, after = exc.code, exc.message, exc.retryable, exc.retry_after
+            detail = exc.detail
         else:
-            code, retryable, after = "processing_error", True, None
-            reason = f"{type(exc).__name__}: {exc}"[:500]
+            code, reason, retryable, after = INTERNAL_ERROR, INTERNAL_MESSAGE, True, None
+            detail = f"{type(exc).__name__}: {exc}"[:2000]
         task_id = job.message.task_id
         final = job.receive_count >= self.max_receive_count
         log.log(
@@ -343,6 +441,7 @@ class Worker:
                 "task_id": str(task_id),
                 "code": code,
                 "reason": reason,
+                "detail": detail,
                 "receive_count": job.receive_count,
                 "final": final or not retryable,
             },
@@ -355,7 +454,7 @@ class Worker:
                 return
             if final:
                 attempts = f"after {job.receive_count} attempts"
-                await self.pipeline.fail(task_id, code, f"{reason} ({attempts})")
+                await self.pipeline.fail(task_id, code, f"{reason} ({attempts})", retryable=True)
                 await self._set_visibility(receipt, 0)  # on to the DLQ at its next receive
                 return
         except Exception as inner:  # the DLQ consumer records it later
@@ -384,7 +483,8 @@ class Worker:
             await self._set_visibility(receipt, KEEP_IN_DLQ, url)
             return
         task = await self.pipeline.db.get_task(job.message.task_id)
-        if task is not None and task.state not in TERMINAL:
+        # A dead duplicate of a step the task is already past says nothing about the task.
+        if task is not None and task.state in STEP_STATES[job.message.task_type]:
             locks = self.pipeline.locks
             if await locks.held(TaskType.STT, task.id) or await locks.held(TaskType.LLM, task.id):
                 await self._set_visibility(receipt, 60, url)  # still being worked on
@@ -394,5 +494,6 @@ class Worker:
                 "processing_failed",
                 f"the {job.message.task_type.value} step did not succeed after "
                 f"{self.max_receive_count} attempts",
+                retryable=True,
             )
         await self._set_visibility(receipt, KEEP_IN_DLQ, url)

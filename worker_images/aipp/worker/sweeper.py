@@ -2,9 +2,13 @@
 
 Every worker process runs this loop; a Redis key taken with SET NX for one interval makes one of
 them sweep per interval. Correctness does not depend on that key: the sweep is a compare-and-set
-in PostgreSQL (`Database.expire_uploads`), so an upload being queued at the same moment either
+in PostgreSQL (`Database.expire_upload`), so an upload being queued at the same moment either
 wins (the task is `queued`, the sweep leaves it alone) or loses (the task is `failed`, and the
 upload check sees it is no longer waiting and removes the late object) — never both.
+
+Before failing a task the sweep looks in S3: when the object is there, its "Object Created"
+event never got through (the upload Lambda was down, throttled or misconfigured for longer than
+the grace period), so the sweep runs the upload check itself instead of deleting the audio.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import uuid
 from redis.asyncio import Redis
 
 from aipp.core.db import Database
-from aipp.core.models import UPLOAD_EXPIRED, Task
+from aipp.core.models import UPLOAD_EXPIRED, Task, task_prefixes
 from aipp.core.storage import Storage
+from aipp.core.upload_check import UploadCheck
 from aipp.worker.webhook import Webhook
 
 log = logging.getLogger("aipp.worker.sweeper")
@@ -37,6 +42,7 @@ class UploadSweeper:
         grace_seconds: int,
         prefix: str = "aipp",
         webhook: Webhook | None = None,
+        check: UploadCheck | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
@@ -46,6 +52,7 @@ class UploadSweeper:
         self.expire_after = presign_seconds + grace_seconds
         self.key = f"{prefix}:{TURN_KEY}"
         self.webhook = webhook
+        self.check = check
         self.token = uuid.uuid4().hex
 
     @property
@@ -73,25 +80,43 @@ class UploadSweeper:
         return bool(await self.redis.set(self.key, self.token, nx=True, px=ttl_ms))
 
     async def sweep(self) -> list[Task]:
-        """Fail every task whose upload window ended; returns them."""
+        """Check the uploads whose event never came; fail every other task whose upload window
+        ended. Returns the tasks failed as `upload_expired`."""
         expired: list[Task] = []
+        checked = 0
         while True:
-            batch = await self.db.expire_uploads(
-                self.expire_after, code=UPLOAD_EXPIRED, message=self.message, limit=BATCH
-            )
+            batch = await self.db.uploads_past_window(self.expire_after, limit=BATCH)
+            progressed = 0
             for task in batch:
-                await self._after(task)
-            expired.extend(batch)
-            if len(batch) < BATCH:
+                if (
+                    self.check is not None
+                    and await self.storage.head_size(task.object_key) is not None
+                ):
+                    outcome = await self.check.check(task)
+                    log.warning(
+                        "an upload without its event was checked by the sweep",
+                        extra={"task_id": str(task.id), "outcome": outcome},
+                    )
+                    checked += 1
+                    progressed += 1
+                    continue
+                moved = await self.db.expire_upload(
+                    task.id, self.expire_after, code=UPLOAD_EXPIRED, message=self.message
+                )
+                if moved is not None:
+                    progressed += 1
+                    expired.append(moved)
+                    await self._after(moved)
+            if len(batch) < BATCH or progressed == 0:
                 break
-        if expired:
-            log.info("expired uploads failed", extra={"count": len(expired)})
+        if expired or checked:
+            log.info("expired uploads swept", extra={"failed": len(expired), "checked": checked})
         return expired
 
     async def _after(self, task: Task) -> None:
         log.info("task failed", extra={"task_id": str(task.id), "code": UPLOAD_EXPIRED})
         try:
-            await self.storage.delete([task.object_key])  # a late upload, if one came
+            await self.storage.delete_prefix(task_prefixes(task.tenant_id, task.id)[0])
         except Exception as exc:  # the upload check removes it when its event arrives
             log.warning("late upload not removed", extra={"error": repr(exc)})
         if self.webhook is not None:

@@ -4,10 +4,11 @@ and every error is the JSON error shape."""
 from __future__ import annotations
 
 import json
+import re
 import string
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pytest_asyncio
@@ -106,14 +107,37 @@ async def auth(db: Database) -> dict[str, str]:
     return await new_key(db)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def documented(client: httpx.AsyncClient) -> list[tuple[re.Pattern[str], dict[str, Any]]]:
+    """(path regex, operations) of the served OpenAPI document."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    return [
+        (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"), ops)
+        for template, ops in paths.items()
+    ]
+
+
+def _operation(
+    documented: list[tuple[re.Pattern[str], dict[str, Any]]], method: str, url: str
+) -> dict[str, Any] | None:
+    path = unquote(urlsplit(url).path)  # as the server routes it
+    for pattern, operations in documented:
+        if pattern.match(path):
+            return operations.get(method.lower())  # type: ignore[no-any-return]
+    return None
+
+
 @settings(
     max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(request=requests())
-async def test_no_request_gets_a_5xx(
-    client: httpx.AsyncClient, auth: dict[str, str], request: dict[str, Any]
+async def test_no_request_gets_a_5xx_and_every_answer_is_documented(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    documented: list[tuple[re.Pattern[str], dict[str, Any]]],
+    request: dict[str, Any],
 ) -> None:
     request["headers"] = {**auth, **request["headers"]}
     response = await client.request(**request)
@@ -122,6 +146,11 @@ async def test_no_request_gets_a_5xx(
     if response.status_code >= 400:
         error = response.json()["error"]
         assert isinstance(error["code"], str) and isinstance(error["message"], str)
+    operation = _operation(documented, request["method"], str(response.request.url))
+    if operation is not None:  # a documented operation lists every status it answers
+        assert str(response.status_code) in operation["responses"], (request, response.text)
+    elif response.status_code == 405:
+        assert response.headers["allow"]
 
 
 async def test_fuzzing_left_only_complete_tasks(

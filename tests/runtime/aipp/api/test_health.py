@@ -27,9 +27,7 @@ async def test_healthz_and_readyz_with_everything_up(client: httpx.AsyncClient) 
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "s3": "ok", "queue": "ok"}
 
 
-async def test_redis_down_is_503_and_readyz_names_it(
-    database_url: str, aws: AwsNames, db: Database
-) -> None:
+async def test_redis_down_readyz_names_it(database_url: str, aws: AwsNames, db: Database) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(database_url, aws, redis_url=dead, dependency_timeout_seconds=1)
     async with running_app(settings) as (_, client):
@@ -39,12 +37,7 @@ async def test_redis_down_is_503_and_readyz_names_it(
         assert body["error"]["code"] == "not_ready"
         assert body["checks"]["redis"] == "unavailable"
         assert body["checks"]["database"] == "ok"
-        response = await client.get("/v1/tasks", headers=await new_key(db))
-        assert response.status_code == 503
-        assert response.json()["error"] == {
-            "code": "dependency_unavailable",
-            "message": "redis is unavailable; see /readyz",
-        }
+        # The task API itself keeps answering: tests/runtime/aipp/api/test_rate_limit.py.
 
 
 async def test_queue_down_leaves_no_row_and_no_object(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import IO
 
 from aipp.worker.providers.base import AudioInput
 from aipp.worker.providers.extractive import ExtractiveSummarizer, summarize_text
@@ -16,10 +17,10 @@ from ..conftest import SAMPLE_WAV
 async def test_pocketsphinx_hears_the_spoken_sample() -> None:
     data = SAMPLE_WAV.read_bytes()
 
-    async def read() -> bytes:
-        return data
+    async def download(file: IO[bytes]) -> None:
+        file.write(data)
 
-    sample = AudioInput(uuid.uuid4(), uuid.uuid4(), "b", "k.wav", "audio/wav", None, read)
+    sample = AudioInput(uuid.uuid4(), uuid.uuid4(), "b", "k.wav", "audio/wav", None, download)
     transcript = await PocketSphinxTranscriber().transcribe(sample)
     # "The weather today is sunny and warm. We will meet at the office tomorrow morning."
     assert (

@@ -7,7 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from aipp.worker.errors import ProviderError
@@ -86,8 +86,8 @@ def client(server: FakeOpenAI, sleeps: Sleeps, code: str = "summarization_failed
 
 
 def audio(data: bytes = b"RIFF....WAVEfmt ") -> AudioInput:
-    async def read() -> bytes:
-        return data
+    async def download(file: IO[bytes]) -> None:
+        file.write(data)
 
     return AudioInput(
         task_id=uuid.uuid4(),
@@ -96,7 +96,7 @@ def audio(data: bytes = b"RIFF....WAVEfmt ") -> AudioInput:
         key="uploads/t/k/meeting.wav",
         content_type="audio/wav",
         language="en-US",
-        read=read,
+        download=download,
     )
 
 
@@ -153,7 +153,7 @@ async def test_server_errors_back_off_then_leave_a_retryable_failure(server: Fak
     with pytest.raises(ProviderError) as failure:
         await OpenAISummarizer(client(server, sleeps), model="m").summarize("Hi.", None)
     assert failure.value.retryable
-    assert "500" in failure.value.message and "boom" in failure.value.message
+    assert "500" in failure.value.message and failure.value.detail == "boom"
     assert len(server.requests) == 4
     assert sleeps.calls == sorted(sleeps.calls) and sleeps.calls[0] >= 1.0
 
@@ -188,7 +188,9 @@ async def test_rejected_audio_fails_at_once_with_the_servers_reason(server: Fake
         await transcriber.transcribe(audio())
     assert not failure.value.retryable
     assert failure.value.code == "transcription_failed"
-    assert "Invalid file format." in failure.value.message
+    # The server's words are logged (detail); the tenant reads our message.
+    assert failure.value.detail == "Invalid file format."
+    assert "Invalid file format." not in failure.value.message
     assert len(server.requests) == 1
 
 

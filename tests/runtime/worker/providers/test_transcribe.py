@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from aipp.core.config import Settings
@@ -41,7 +41,7 @@ def storage(aws: AwsNames) -> Storage:
 
 
 def audio(bucket: str, language: str | None = None) -> AudioInput:
-    async def read() -> bytes:
+    async def download(file: IO[bytes]) -> None:
         raise AssertionError("Transcribe reads the object from S3 itself")
 
     tenant, task = uuid.uuid4(), uuid.uuid4()
@@ -52,7 +52,7 @@ def audio(bucket: str, language: str | None = None) -> AudioInput:
         key=f"uploads/{tenant}/{task}/call.mp3",
         content_type="audio/mpeg",
         language=language,
-        read=read,
+        download=download,
     )
 
 
@@ -171,7 +171,9 @@ async def test_a_failed_job_fails_the_task_with_transcribes_reason(
     with pytest.raises(ProviderError) as failure:
         await TranscribeTranscriber(client, storage, sleep=Sleeps()).transcribe(a)
     assert not failure.value.retryable
-    assert "The media format provided does not match." in failure.value.message
+    # The service's own words are logged (detail); the tenant reads our message.
+    assert failure.value.detail == "The media format provided does not match."
+    assert failure.value.message == "the speech service could not transcribe the audio"
 
 
 async def test_access_denied_is_a_permanent_failure(

@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 from aipp.api.deps import ServicesDep
 from aipp.api.errors import error_body
 from aipp.api.metrics import CONTENT_TYPE
+from aipp.api.responses import errors
 from aipp.api.schemas import Readiness
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("aipp.api")
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", summary="The process is alive", responses=errors())
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -26,7 +27,10 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"description": "a dependency is unreachable; `checks` says which"}},
+    responses=errors(
+        503,
+        s503="`not_ready`: a dependency is unreachable; `checks` says which (no Retry-After)",
+    ),
     summary="Database, Redis, S3 and the queue are reachable",
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
@@ -55,6 +59,11 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "checks": checks})
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics (text format)",
+    responses=errors(),
+)
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

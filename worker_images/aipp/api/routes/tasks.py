@@ -4,43 +4,67 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
+import logging
+import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from aipp.api.deps import PrincipalDep, ServicesDep
 from aipp.api.errors import ApiError, validation_error
+from aipp.api.responses import AUTHENTICATED, errors
 from aipp.api.schemas import (
+    CURSOR_PATTERN,
     LANGUAGE_PATTERN,
     CreateTaskRequest,
-    ErrorResponse,
     TaskCreated,
     TaskPage,
     TaskResult,
     TaskView,
     UploadInstructions,
 )
-from aipp.api.services import Services
-from aipp.core.audio import filename_problem, normalize_content_type, sniff_audio
-from aipp.core.db import NewTask, Principal
-from aipp.core.models import Task, TaskState, TaskType, result_key, transcript_key, upload_key
+from aipp.api.services import REDIS_ERRORS, Services
+from aipp.core.audio import (
+    SNIFF_BYTES,
+    accepted_content_types,
+    filename_problem,
+    normalize_content_type,
+    sniff_audio,
+)
+from aipp.core.db import NewTask, Principal, QuotaExceeded
+from aipp.core.models import Task, TaskState, TaskType, task_prefixes, upload_key
 from aipp.core.queue import TaskMessage
 from aipp.core.results import load_result
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+log = logging.getLogger("aipp.api")
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429, 431, 503)
-}
+CREATE_ERRORS = errors(
+    *AUTHENTICATED,
+    415,
+    s400="`malformed_json`, `malformed_multipart`, `empty_file`, `bad_request`",
+    s413="`file_too_large` (the declared or sent file is over its limit),"
+    " `payload_too_large` (the request body is)",
+    s415="`unsupported_media_type` (the body is neither JSON nor multipart),"
+    " `unsupported_content_type` (the audio type is not accepted), `not_audio` (the file's"
+    " bytes are not audio)",
+    s422="`validation_error`, `unknown_field`, `invalid_filename`, `idempotency_key_reused`",
+    s429="`rate_limited`, or `quota_exceeded` (the tenant's tasks in flight or tasks per day)",
+)
+LIST_ERRORS = errors(*AUTHENTICATED, s400="`invalid_cursor`, `bad_request`")
+ONE_ERRORS = errors(*AUTHENTICATED, 404)
+RESULT_ERRORS = errors(*AUTHENTICATED, 404, 409)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -56,7 +80,12 @@ _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the audio file"},
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "the audio file (its bytes decide the type; at most MAX_MULTIPART_BYTES"
+            " bytes, given as maxLength)",
+        },
         "language": {"type": "string", "maxLength": 35, "pattern": LANGUAGE_PATTERN},
     },
     "additionalProperties": False,
@@ -79,21 +108,20 @@ def _check_filename(name: str) -> None:
 
 
 def _check_type(services: Services, content_type: str) -> str:
-    normalized = normalize_content_type(content_type)
-    allowed = services.settings.allowed_content_types
-    if normalized not in allowed:
+    """The canonical type of an accepted `content_type` (exactly one of the schema's enum)."""
+    accepted = accepted_content_types(services.settings.allowed_content_types)
+    if content_type not in accepted:
         raise ApiError(
             415,
             "unsupported_content_type",
-            f"content type {content_type!r} is not accepted; allowed: {', '.join(allowed)}",
+            f"content type {content_type!r} is not accepted; allowed: {', '.join(accepted)}",
         )
-    return normalized
+    return normalize_content_type(content_type)
 
 
-def _check_size(services: Services, size: int) -> None:
-    limit = services.settings.max_upload_bytes
+def _check_size(size: int, limit: int, hint: str = "") -> None:
     if size > limit:
-        raise ApiError(413, "file_too_large", f"the file exceeds the limit of {limit} bytes")
+        raise ApiError(413, "file_too_large", f"the file exceeds the limit of {limit} bytes{hint}")
 
 
 def _created(services: Services, task: Task, *, replayed: bool, with_upload: bool) -> JSONResponse:
@@ -115,7 +143,16 @@ def _created(services: Services, task: Task, *, replayed: bool, with_upload: boo
 
 
 async def _insert(services: Services, new: NewTask) -> tuple[Task, bool]:
-    task, created = await services.db.insert_task(new)
+    try:
+        task, created = await services.db.insert_task(new, services.quota)
+    except QuotaExceeded as exc:
+        services.metrics.quota_refused.labels(exc.kind).inc()
+        raise ApiError(
+            429,
+            "quota_exceeded",
+            f"{exc.kind} quota of {exc.limit} reached: {exc.message}",
+            {"Retry-After": str(exc.retry_after)},
+        ) from None
     if not created:
         stored = await services.db.request_hash(task.tenant_id, task.id)
         if stored != new.request_hash:
@@ -137,7 +174,7 @@ async def _create_from_json(
         raise validation_error(list(exc.errors())) from None
     _check_filename(body.filename)
     content_type = _check_type(services, body.content_type)
-    _check_size(services, body.size_bytes)
+    _check_size(body.size_bytes, services.settings.max_upload_bytes)
     task_id = uuid.uuid4()
     canonical = json.dumps(body.model_dump(), sort_keys=True)
     new = NewTask(
@@ -164,9 +201,32 @@ async def _create_from_json(
     return _created(services, task, replayed=not created, with_upload=True)
 
 
-async def _create_from_multipart(
+def _digest_file(file: IO[bytes], parts: list[bytes]) -> str:
+    """The idempotency hash of a multipart request, reading the spooled file in chunks."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    content = hashlib.sha256()
+    file.seek(0)
+    while chunk := file.read(1024 * 1024):
+        content.update(chunk)
+    digest.update(content.digest())
+    file.seek(0)
+    return digest.hexdigest()
+
+
+def _size_of(file: IO[bytes]) -> int:
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    return size
+
+
+async def _create_from_multipart(  # noqa: PLR0915 - one linear flow of checks
     request: Request, services: Services, principal: Principal, idem: str | None
 ) -> JSONResponse:
+    """The file is spooled to disk by the form parser (1 MiB in memory at most), checked from
+    its first bytes, hashed and streamed to S3 in chunks: memory per request stays bounded."""
     try:
         form = await request.form(max_files=1, max_fields=2)
     except MultiPartException as exc:
@@ -183,44 +243,55 @@ async def _create_from_multipart(
             raise ApiError(422, "validation_error", "language must be a BCP-47 tag like en-US")
         filename = upload.filename or ""
         _check_filename(filename)
-        limit = services.settings.max_upload_bytes
-        data = await upload.read(limit + 1)
+        file = upload.file
+        size = await run_in_threadpool(_size_of, file)
+        if size == 0:
+            raise ApiError(400, "empty_file", "the uploaded file is empty")
+        _check_size(
+            size,
+            services.settings.max_multipart_bytes,
+            "; send larger files with an upload URL (JSON request)",
+        )
+        head = await run_in_threadpool(file.read, SNIFF_BYTES)
+        sniffed = sniff_audio(head)
+        if sniffed is None:
+            raise ApiError(415, "not_audio", "the file is not audio of a recognised format")
+        content_type = _check_type(services, sniffed)
+        request_hash = None
+        if idem:
+            request_hash = await run_in_threadpool(
+                _digest_file, file, [b"multipart", filename.encode(), (language or "").encode()]
+            )
+        task_id = uuid.uuid4()
+        new = NewTask(
+            id=task_id,
+            tenant_id=principal.tenant_id,
+            state=TaskState.QUEUED,
+            filename=filename,
+            object_key=upload_key(principal.tenant_id, task_id, filename),
+            content_type=content_type,
+            size_bytes=size,
+            language=language,
+            idempotency_key=idem,
+            request_hash=request_hash,
+        )
+        task, created = await _insert(services, new)
+        if not created:
+            return _created(services, task, replayed=True, with_upload=False)
+        # The row exists (queued, so the upload Lambda leaves the object alone); store, then
+        # queue. Undo on failure so that no row is left without its object, and no object
+        # without its row. A crash between the two leaves a queued row: the reconciler sends
+        # its message.
+        await run_in_threadpool(file.seek, 0)
+        try:
+            version = await services.storage.put_file(task.object_key, file, content_type)
+            if version is not None:
+                task = await services.db.set_object_version(task.id, version) or task
+        except BaseException:
+            await services.db.delete_task(task.id, task.tenant_id)
+            raise
     finally:
         await form.close()
-    if not data:
-        raise ApiError(400, "empty_file", "the uploaded file is empty")
-    _check_size(services, len(data))
-    sniffed = sniff_audio(data[:64])
-    if sniffed is None:
-        raise ApiError(415, "not_audio", "the file is not audio of a recognised format")
-    content_type = _check_type(services, sniffed)
-
-    task_id = uuid.uuid4()
-    digest = hashlib.sha256()
-    for part in (b"multipart", filename.encode(), (language or "").encode(), data):
-        digest.update(hashlib.sha256(part).digest())
-    new = NewTask(
-        id=task_id,
-        tenant_id=principal.tenant_id,
-        state=TaskState.QUEUED,
-        filename=filename,
-        object_key=upload_key(principal.tenant_id, task_id, filename),
-        content_type=content_type,
-        size_bytes=len(data),
-        language=language,
-        idempotency_key=idem,
-        request_hash=digest.hexdigest() if idem else None,
-    )
-    task, created = await _insert(services, new)
-    if not created:
-        return _created(services, task, replayed=True, with_upload=False)
-    # The row exists (queued, so the upload Lambda leaves it alone); store, then queue. Undo on
-    # failure so that no row is left without its object, and no object without its row.
-    try:
-        await services.storage.put(task.object_key, data, content_type)
-    except BaseException:
-        await services.db.delete_task(task.id, task.tenant_id)
-        raise
     try:
         await services.queue.send(
             TaskMessage(
@@ -229,11 +300,12 @@ async def _create_from_multipart(
                 object_key=task.object_key,
                 task_type=TaskType.STT,
                 language=task.language,
+                object_version=task.object_version,
             )
         )
     except BaseException:
-        await services.storage.delete([task.object_key])
         await services.db.delete_task(task.id, task.tenant_id)
+        await services.storage.delete_prefix(task_prefixes(task.tenant_id, task.id)[0])
         raise
     services.metrics.tasks_created.labels(task.state.value).inc()
     return _created(services, task, replayed=False, with_upload=False)
@@ -247,7 +319,7 @@ def _language_ok(value: str) -> bool:
     "",
     status_code=201,
     response_model=TaskCreated,
-    responses=_ERRORS,
+    responses=CREATE_ERRORS,
     openapi_extra=_REQUEST_BODY,
     summary="Create a task: JSON for a presigned upload URL, or multipart with the file",
 )
@@ -273,6 +345,8 @@ def _encode_cursor(task: Task) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
+        if not re.fullmatch(CURSOR_PATTERN, cursor):
+            raise ValueError("not a cursor")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, ident = raw.partition("|")
         created = datetime.fromisoformat(when)
@@ -283,13 +357,22 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
 
 
-@router.get("", response_model=TaskPage, responses=_ERRORS, summary="List your tasks, newest first")
+@router.get(
+    "", response_model=TaskPage, responses=LIST_ERRORS, summary="List your tasks, newest first"
+)
 async def list_tasks(
     principal: PrincipalDep,
     services: ServicesDep,
     state: Annotated[TaskState | None, Query(description="only tasks in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="`next_cursor` of the previous page (400 `invalid_cursor` otherwise)",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
+    ] = None,
 ) -> TaskPage:
     after = _decode_cursor(cursor) if cursor else None
     tasks = await services.db.list_tasks(
@@ -310,7 +393,7 @@ async def _owned(services: Services, principal: Principal, task_id: uuid.UUID) -
     return task
 
 
-@router.get("/{task_id}", response_model=TaskView, responses=_ERRORS, summary="One task")
+@router.get("/{task_id}", response_model=TaskView, responses=ONE_ERRORS, summary="One task")
 async def get_task(task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep) -> TaskView:
     return TaskView.of(await _owned(services, principal, task_id))
 
@@ -318,15 +401,13 @@ async def get_task(task_id: uuid.UUID, principal: PrincipalDep, services: Servic
 @router.get(
     "/{task_id}/result",
     response_model=TaskResult,
-    responses={**_ERRORS, 409: {"model": ErrorResponse}},
+    responses=RESULT_ERRORS,
     summary="Transcript and summary of a completed task (409 until then)",
 )
 async def get_result(
     task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
-    cached = await services.cache.get_result(principal.tenant_id, task_id)
-    if cached is not None:
-        return cached
+    # The row first: a deleted task's result must not be served from the cache.
     task = await _owned(services, principal, task_id)
     if task.state is not TaskState.COMPLETED:
         detail = f": {task.error_message}" if task.state is TaskState.FAILED else ""
@@ -338,20 +419,26 @@ async def get_result(
     "/{task_id}",
     status_code=204,
     response_class=Response,
-    responses=_ERRORS,
+    responses=ONE_ERRORS,
     summary="Delete a task with its audio, transcript and result",
 )
 async def delete_task(
     task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep
 ) -> Response:
     task = await _owned(services, principal, task_id)
-    keys = {
-        task.object_key,
-        transcript_key(task.tenant_id, task.id),
-        result_key(task.tenant_id, task.id),
-    }
-    keys.update(k for k in (task.transcript_key, task.result_key) if k)
-    await services.storage.delete(sorted(keys))
-    await services.cache.drop_result(task.tenant_id, task.id)
+    prefixes = task_prefixes(task.tenant_id, task.id)
+    # Objects first (S3 down: 503 and nothing is lost, the client retries), then the row: from
+    # then on no in-flight job can record a result (its compare-and-set finds nothing) and one
+    # that writes late removes what it wrote. A second pass catches a write in between. Every
+    # version goes, Transcribe's own output too.
+    for prefix in prefixes:
+        await services.storage.delete_prefix(prefix)
     await services.db.delete_task(task.id, task.tenant_id)
+    for prefix in prefixes:
+        try:
+            await services.storage.delete_prefix(prefix)
+        except Exception as exc:  # the job that wrote it removes it too
+            log.warning("second pass of a task deletion failed", extra={"err": repr(exc)})
+    with contextlib.suppress(*REDIS_ERRORS):  # a stale entry is never served (row check first)
+        await services.cache.drop_result(task.tenant_id, task.id)
     return Response(status_code=204)

@@ -27,7 +27,9 @@ def build_transcriber(settings: Settings, storage: Storage) -> Transcriber:
             transcribe_client(settings),
             storage,
             language=settings.transcribe_language,
-            max_wait_seconds=settings.transcribe_max_wait_seconds,
+            max_wait_seconds=min(
+                settings.transcribe_max_wait_seconds, settings.worker_job_deadline_seconds
+            ),
         )
     if name == "openai":
         from aipp.worker.providers.openai import OpenAIClient, OpenAITranscriber  # noqa: PLC0415
@@ -36,6 +38,7 @@ def build_transcriber(settings: Settings, storage: Storage) -> Transcriber:
             settings.openai_stt_base_url or settings.openai_base_url,
             api_key=settings.openai_api_key,
             timeout=settings.openai_timeout_seconds,
+            connect_timeout=settings.openai_connect_timeout_seconds,
             code="transcription_failed",
         )
         return OpenAITranscriber(client, model=settings.openai_stt_model)
@@ -70,6 +73,7 @@ def build_summarizer(settings: Settings) -> Summarizer:
             settings.openai_llm_base_url or settings.openai_base_url,
             api_key=settings.openai_api_key,
             timeout=settings.openai_timeout_seconds,
+            connect_timeout=settings.openai_connect_timeout_seconds,
             code="summarization_failed",
         )
         return OpenAISummarizer(

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
+
+# Audio held in memory before the spool file moves to disk (/tmp, the worker's scratch volume).
+SPOOL_MEMORY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class AudioInput:
-    """An uploaded audio object; `read()` downloads it only for providers that need the bytes."""
+    """An uploaded audio object (one S3 version). Providers that need the bytes stream them into
+    a spool file (`spooled()`, at most SPOOL_MEMORY_BYTES in memory) instead of holding the whole
+    object; providers that read S3 themselves (Transcribe) use bucket, key and version."""
 
     task_id: uuid.UUID
     tenant_id: uuid.UUID
@@ -19,7 +26,21 @@ class AudioInput:
     key: str
     content_type: str
     language: str | None
-    read: Callable[[], Awaitable[bytes]]
+    download: Callable[[IO[bytes]], Awaitable[None]]
+    version_id: str | None = None
+
+    @asynccontextmanager
+    async def spooled(self) -> AsyncIterator[IO[bytes]]:
+        """The audio in a temporary file, positioned at its start; removed afterwards."""
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as file:
+            await self.download(file)
+            file.seek(0)
+            yield file
+
+    async def read(self) -> bytes:
+        """The whole object in memory: only for local engines that decode it whole anyway."""
+        async with self.spooled() as file:
+            return file.read()
 
 
 @dataclass(frozen=True)

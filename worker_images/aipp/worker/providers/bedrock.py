@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from aipp.worker.errors import ProviderError
+from aipp.worker.errors import ProviderError, ProviderUnavailable
 from aipp.worker.providers.base import Summary
 from aipp.worker.providers.chunked import load_prompts, summarize_chunked
 
@@ -51,18 +51,25 @@ class BedrockSummarizer:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "ClientError"))
+            detail = f"Bedrock {code}: {error.get('Message', '')}".strip()
+            if code in RETRYABLE:
+                raise ProviderUnavailable(
+                    "summarization_failed", f"the model is unavailable ({code})", detail=detail
+                ) from None
             raise ProviderError(
                 "summarization_failed",
-                f"Bedrock {code}: {error.get('Message', '')}".strip(),
-                retryable=code in RETRYABLE,
+                f"the model rejected the request ({code})",
+                retryable=False,
+                detail=detail,
             ) from None
         content: list[Any] = list(response.get("output", {}).get("message", {}).get("content", []))
         texts = [part["text"] for part in content if isinstance(part, dict) and "text" in part]
         if not texts:
             raise ProviderError(
                 "summarization_failed",
-                f"Bedrock answered without text (stopReason {response.get('stopReason')})",
+                "the model answered without text",
                 retryable=True,
+                detail=f"stopReason {response.get('stopReason')}",
             )
         return "".join(texts)
 

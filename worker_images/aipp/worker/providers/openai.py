@@ -1,8 +1,16 @@
 """Any OpenAI-compatible server: `/v1/audio/transcriptions` (Whisper on vLLM or faster-whisper)
 and `/v1/chat/completions` (vLLM). Phases 2-3 deploy these.
 
-429 waits for Retry-After and 5xx backs off, a few times in-process; then the job is retried
-through the queue. Any other 4xx is the input's fault and fails the task with the server's words.
+429 waits for Retry-After, and 5xx or a refused connection (a model server still loading its
+weights answers either for minutes) back off, a few times here; then `ProviderUnavailable` hands
+the wait to the worker, which keeps the message and calls again with longer backoff until the
+job deadline, so an outage does not spend the message's receives. Any other 4xx is the input's
+fault and fails the task; the server's words go to the log, not to the tenant.
+
+STT_PROVIDER=openai and LLM_PROVIDER=openai may name different servers (OPENAI_STT_BASE_URL,
+OPENAI_LLM_BASE_URL), models (OPENAI_STT_MODEL, OPENAI_LLM_MODEL) and timeouts
+(OPENAI_TIMEOUT_SECONDS per request, OPENAI_CONNECT_TIMEOUT_SECONDS per connection).
+The audio is streamed from a spool file, never held whole in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from aipp.worker.errors import ProviderError
+from aipp.worker.errors import ProviderError, ProviderUnavailable
 from aipp.worker.providers.base import AudioInput, Summary, Transcript, seconds_or_none
 from aipp.worker.providers.chunked import load_prompts, summarize_chunked
 
@@ -63,6 +71,7 @@ class OpenAIClient:
         *,
         api_key: str | None = None,
         timeout: float = 600.0,
+        connect_timeout: float = 10.0,
         code: str,
         sleep: Sleep = asyncio.sleep,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -71,7 +80,7 @@ class OpenAIClient:
         self.http = httpx.AsyncClient(
             base_url=api_root(base_url),
             headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
             transport=transport,
         )
         self.code = code
@@ -89,28 +98,28 @@ class OpenAIClient:
                 response = await self.http.post(path, **kwargs)
             except httpx.TransportError as exc:
                 if last:
-                    raise ProviderError(
-                        self.code, f"the server is unreachable: {exc!r}", retryable=True
+                    raise ProviderUnavailable(
+                        self.code, "the model server is unreachable", detail=repr(exc)
                     ) from None
                 await self.sleep(wait)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 after = _retry_after(response)
                 if last:
-                    raise ProviderError(
+                    raise ProviderUnavailable(
                         self.code,
-                        f"the server answered {response.status_code}: {_error_text(response)}",
-                        retryable=True,
+                        f"the model server answered {response.status_code}",
                         retry_after=after,
+                        detail=_error_text(response),
                     )
                 await self.sleep(min(MAX_WAIT, after) if after is not None else wait)
                 continue
             if response.status_code >= 400:
                 raise ProviderError(
                     self.code,
-                    f"the server rejected the request ({response.status_code}): "
-                    f"{_error_text(response)}",
+                    f"the model server rejected the request ({response.status_code})",
                     retryable=response.status_code in (408, 409),
+                    detail=_error_text(response),
                 )
             try:
                 return response.json()
@@ -131,16 +140,17 @@ class OpenAITranscriber:
         self.model = model
 
     async def transcribe(self, audio: AudioInput) -> Transcript:
-        data = await audio.read()
         fields = {"model": self.model, "response_format": "json", "temperature": "0"}
         if audio.language:
             fields["language"] = audio.language.split("-", 1)[0].lower()  # ISO 639-1
         filename = audio.key.rsplit("/", 1)[-1] or "audio"
-        body = await self.client.post(
-            "/v1/audio/transcriptions",
-            data=fields,
-            files={"file": (filename, data, audio.content_type)},
-        )
+        async with audio.spooled() as file:
+            # httpx streams the file part in chunks (and rewinds it for each retry).
+            body = await self.client.post(
+                "/v1/audio/transcriptions",
+                data=fields,
+                files={"file": (filename, file, audio.content_type)},
+            )
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str):
             raise ProviderError(

@@ -6,6 +6,11 @@ twice. Waiting is backoff polling (2 s doubling to 30 s, with jitter), never a b
 limits (100 concurrent jobs by default, 10 TPS to start) answer LimitExceededException or
 ThrottlingException: the worker backs off and tries again rather than failing the task.
 The transcript JSON is written to our bucket under `transcripts/` (the worker may read there).
+
+Transcribe reads the object's current version (its MediaFileUri takes no version), so the job is
+started only while the current version is the one the upload check accepted; a PUT over it is
+removed by the upload check, after which the job starts. A task deleted while its job runs: the
+job cannot be stopped, so `discard` waits for it to end and then removes its output and the job.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from aipp.core.storage import Storage
-from aipp.worker.errors import ProviderError
+from aipp.worker.errors import JobError, ProviderError, ProviderUnavailable
 from aipp.worker.providers.base import AudioInput, Transcript, seconds_or_none
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ MEDIA_FORMATS = {
     "audio/webm": "webm",
 }
 BUSY = {"LimitExceededException", "ThrottlingException", "TooManyRequestsException"}
+UNAVAILABLE = {"InternalFailureException", "ServiceUnavailableException"}
 POLL_FIRST, POLL_MAX = 2.0, 30.0
 START_FIRST, START_MAX = 5.0, 60.0
 
@@ -112,16 +118,17 @@ class TranscribeTranscriber:
                     delay = await self._backoff(delay, START_MAX)
                     continue
                 message = exc.response.get("Error", {}).get("Message", "")
-                if code in BUSY:
-                    raise ProviderError(
-                        "transcription_busy",
-                        f"Transcribe stayed at its limit: {message}",
-                        retryable=True,
+                if code in BUSY or code in UNAVAILABLE:
+                    raise ProviderUnavailable(
+                        "transcription_busy" if code in BUSY else "transcription_failed",
+                        f"the speech service is unavailable ({code})",
+                        detail=message,
                     ) from None
                 raise ProviderError(
                     "transcription_failed",
-                    f"Transcribe {code}: {message}",
-                    retryable=code in {"InternalFailureException", "ServiceUnavailableException"},
+                    f"the speech service rejected the job ({code})",
+                    retryable=False,
+                    detail=message,
                 ) from None
 
     async def _status(self, name: str, deadline: float) -> dict[str, Any]:
@@ -148,9 +155,37 @@ class TranscribeTranscriber:
                 )
             delay = await self._backoff(delay, POLL_MAX)
 
+    async def _check_version(self, audio: AudioInput) -> None:
+        if audio.version_id is None:
+            return
+        current = await self.storage.current_version(audio.key)
+        if current is None:
+            raise JobError("audio_missing", "the uploaded audio no longer exists", retryable=False)
+        if current != audio.version_id:
+            raise JobError(
+                "audio_replaced",
+                "the audio was uploaded again after it was checked; waiting for the check",
+                retryable=True,
+                retry_after=30,
+            )
+
+    async def discard(self, task_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+        """After the task was deleted: wait for its job to end, then remove output and job."""
+        name = job_name(task_id)
+        deadline = asyncio.get_running_loop().time() + self.max_wait
+        try:
+            await self._status(name, deadline)
+        except ClientError as exc:
+            if _code(exc) in {"BadRequestException", "NotFoundException"}:
+                return  # never started
+            raise
+        await self.storage.delete_prefix(output_key(tenant_id, task_id))
+        await asyncio.to_thread(self.client.delete_transcription_job, TranscriptionJobName=name)
+
     async def transcribe(self, audio: AudioInput) -> Transcript:
         deadline = asyncio.get_running_loop().time() + self.max_wait
         request = self._request(audio)
+        await self._check_version(audio)
         name = request["TranscriptionJobName"]
         await self._start(request, deadline)
         job = await self._status(name, deadline)
@@ -159,8 +194,9 @@ class TranscribeTranscriber:
             await asyncio.to_thread(self.client.delete_transcription_job, TranscriptionJobName=name)
             raise ProviderError(
                 "transcription_failed",
-                f"Transcribe: {job.get('FailureReason', 'the job failed')}",
+                "the speech service could not transcribe the audio",
                 retryable=False,
+                detail=str(job.get("FailureReason", "the job failed")),
             )
         document = await self.storage.get_json(request["OutputKey"])
         try:
