@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aipp.core.config import Settings
 
@@ -41,12 +46,17 @@ return {allowed, tostring(retry)}
 
 
 def create_redis(settings: Settings) -> Redis:
+    """A client of the primary endpoint that follows a failover (phases 2-3 run a replication
+    group): a dropped connection, or a write refused with READONLY by a primary that was just
+    demoted, is retried on a new connection, which the endpoint routes to the new primary."""
     return Redis.from_url(
         settings.redis_dsn(),
         socket_timeout=settings.dependency_timeout_seconds,
         socket_connect_timeout=settings.dependency_timeout_seconds,
         decode_responses=False,
         max_connections=128,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, ReadOnlyError],
     )
 
 
