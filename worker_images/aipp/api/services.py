@@ -11,7 +11,7 @@ import redis.exceptions
 from aipp.api.metrics import Metrics
 from aipp.core.cache import Cache, LocalRateLimiter, RateDecision, create_redis
 from aipp.core.config import Settings
-from aipp.core.db import Database, Principal, Quota, create_pool, hash_api_key
+from aipp.core.db import Credentials, Database, Principal, Quota, create_pool, hash_api_key
 from aipp.core.queue import Queue
 from aipp.core.storage import Storage
 
@@ -38,10 +38,16 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
-        pool = await create_pool(settings)
+        credentials = Credentials.from_settings(settings)
+        pool = await create_pool(settings, credentials=credentials)
+        reader = (
+            await create_pool(settings, credentials=credentials.on_host(settings.db_read_host))
+            if settings.db_read_host
+            else None
+        )
         return cls(
             settings=settings,
-            db=Database(pool),
+            db=Database(pool, reader),
             storage=Storage(settings),
             queue=Queue(settings),
             cache=Cache(create_redis(settings)),

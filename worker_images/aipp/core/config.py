@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         " (the image ships the RDS bundle at /opt/aipp/certs/rds-global-bundle.pem); unset:"
         " the system's trust store",
     )
+    db_read_host: str | None = Field(
+        default=None,
+        description="API only: a read replica's host (same credentials and port); the task"
+        " listing reads from it, everything else from the primary",
+    )
     db_pool_min: int = Field(default=0, ge=0, description="connections opened at start")
     db_pool_max: int = Field(default=10, ge=1, description="largest connection pool")
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -85,9 +86,11 @@ class Credentials:
         dsn: str | None = None,
         read_secret: SecretReader | None = None,
         reread_seconds: float | None = None,
+        host: str | None = None,
     ) -> None:
         self._settings = settings
-        self._fixed = dsn
+        self._host = host
+        self._fixed = _on_host(dsn, host) if dsn else None
         self._read = read_secret
         self._reread_seconds = (
             settings.db_secret_reread_seconds if reread_seconds is None else reread_seconds
@@ -108,6 +111,16 @@ class Credentials:
 
         return cls(settings, read_secret=read)
 
+    def on_host(self, host: str) -> Credentials:
+        """The same credentials, logging in to another host (a read replica of this server)."""
+        return Credentials(
+            self._settings,
+            dsn=self._fixed,
+            read_secret=self._read,
+            reread_seconds=self._reread_seconds,
+            host=host,
+        )
+
     @property
     def from_secret(self) -> bool:
         return self._fixed is None
@@ -116,7 +129,8 @@ class Credentials:
         try:
             assert self._read is not None
             secret = await self._read()
-            return self._settings.with_db_secret(secret).database_dsn()
+            dsn = self._settings.with_db_secret(secret).database_dsn()
+            return _on_host(dsn, self._host)
         except Exception as exc:  # unreachable, not allowed, or not an RDS secret
             raise ConnectionError(f"the database secret could not be read: {exc!r}") from exc
 
@@ -163,6 +177,17 @@ class Credentials:
                 raise
         _, dsn = await self.dsn()
         return await asyncpg.connect(dsn, **kwargs)
+
+
+def _on_host(dsn: str, host: str | None) -> str:
+    """`dsn` with its host replaced (port, user, password and database kept)."""
+    if host is None:
+        return dsn
+    parts = urlsplit(dsn)
+    credentials, _, _ = parts.netloc.rpartition("@")
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{credentials}@{host}{port}" if credentials else f"{host}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def create_pool(
@@ -257,13 +282,17 @@ class NewTask:
 
 
 class Database:
-    """The queries the API, the workers and the Lambda share."""
+    """The queries the API, the workers and the Lambda share. With a `reader` (a pool on a read
+    replica), the queries that may lag a little behind the primary read from it."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, reader: asyncpg.Pool | None = None) -> None:
         self.pool = pool
+        self.reader = reader or pool
 
     async def close(self) -> None:
         await self.pool.close()
+        if self.reader is not self.pool:
+            await self.reader.close()
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -484,7 +513,8 @@ class Database:
             args.extend(after)
             clauses.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
         args.append(limit)
-        rows = await self.pool.fetch(
+        # A listing may trail the primary by the replica's lag; reading one task never does.
+        rows = await self.reader.fetch(
             f"SELECT * FROM tasks WHERE {' AND '.join(clauses)}"  # noqa: S608 - fixed fragments
             f" ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
             *args,

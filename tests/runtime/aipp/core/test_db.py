@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import asyncpg
 import pytest
-from aipp.core.db import Database, NewTask
+from aipp.core.config import Settings
+from aipp.core.db import Credentials, Database, NewTask, create_pool
 from aipp.core.migrate import current_revision, upgrade
 from aipp.core.models import InvalidTransition, TaskState, upload_key
 
-from ...conftest import ON_SESSION_LOOP
+from ...conftest import ADMIN_DSN, ON_SESSION_LOOP, _admin, _with_database
 
 
 def _schema(dsn: str) -> list[tuple[str, str, str]]:
@@ -105,3 +107,54 @@ async def test_api_keys_are_stored_only_as_hashes(db: Database) -> None:
     assert principal is not None
     assert principal.tenant_id == tenant
     assert await db.principal_for_key(key + "x") is None
+
+
+def test_replica_credentials_change_only_the_host() -> None:
+    """The API's reader logs in with the primary's credentials (from the secret, re-read after
+    a rotation like the primary's) on the replica's host."""
+    settings = Settings(db_secret_arn="arn:aws:secretsmanager:us-east-1:1:secret:db")
+
+    async def secret() -> str:
+        return json.dumps(
+            {
+                "host": "primary.db",
+                "port": 5433,
+                "dbname": "aipp",
+                "username": "app",
+                "password": "p@ss:word",
+            }
+        )
+
+    primary = Credentials(settings, read_secret=secret)
+    reader = primary.on_host("replica.db")
+    _, dsn = asyncio.run(reader.dsn())
+    assert dsn == "postgresql://app:p%40ss%3Aword@replica.db:5433/aipp"
+    _, main = asyncio.run(primary.dsn())
+    assert main == "postgresql://app:p%40ss%3Aword@primary.db:5433/aipp"
+    fixed = Credentials(settings, dsn="postgresql://u@127.0.0.1:5432/x").on_host("localhost")
+    assert asyncio.run(fixed.dsn())[1] == "postgresql://u@localhost:5432/x"
+
+
+@ON_SESSION_LOOP
+async def test_the_task_listing_reads_from_the_replica_and_the_rest_from_the_primary(
+    db: Database, settings: Settings
+) -> None:
+    """With a reader, `list_tasks` reads there (a second database stands in for the replica:
+    what the listing returns shows where it read); reading one task stays on the primary."""
+    name = f"aipp_test_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    stand_in = _with_database(ADMIN_DSN, name)
+    await asyncio.to_thread(upgrade, stand_in)
+    replica_pool = await create_pool(settings, stand_in)
+    try:
+        routed = Database(db.pool, replica_pool)
+        tenant = await db.ensure_tenant(f"reader-{uuid.uuid4()}")
+        task, _ = await db.insert_task(_new(tenant))
+        assert await routed.list_tasks(tenant, state=None, limit=10, after=None) == []
+        assert await routed.get_task(task.id, tenant) is not None
+        assert [t.id for t in await db.list_tasks(tenant, state=None, limit=10, after=None)] == [
+            task.id
+        ]
+    finally:
+        await replica_pool.close()
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
