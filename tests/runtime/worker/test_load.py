@@ -1,4 +1,5 @@
-"""500 tasks through the pipeline with instant providers and two worker processes."""
+"""Many tasks through the pipeline with instant providers and two worker processes, every
+message delivered twice: each task completes once, each provider is called once per step."""
 
 from __future__ import annotations
 
@@ -24,19 +25,18 @@ from .conftest import (
 )
 
 pytestmark = ON_SESSION_LOOP
-TASKS = 500
+TASKS = 200
 
 
-async def test_500_tasks_each_complete_exactly_once(
+async def test_tasks_sent_twice_each_complete_exactly_once(
     settings: Settings, db: Database, aws: AwsNames, procs: Procs, webhooks: Webhooks
 ) -> None:
     queues = make_queues(aws)
     calls = procs.tmp / "calls.log"
     ids = await queued_tasks(db, TASKS)
     tasks = [await db.get_task(i) for i in ids]
-    send_stt(
-        aws.endpoint, queues.url, [stt_message(t.id, t.tenant_id, t.object_key) for t in tasks if t]
-    )
+    messages = [stt_message(t.id, t.tenant_id, t.object_key) for t in tasks if t]
+    send_stt(aws.endpoint, queues.url, messages + messages)  # SQS is at-least-once
     env = worker_env(
         settings,
         queues,
@@ -47,7 +47,8 @@ async def test_500_tasks_each_complete_exactly_once(
     )
     procs.worker(env)
     procs.worker(env)
-    await eventually("every task to finish", lambda: all_settled(db, ids), 180)
+    # A bound on a stuck pipeline, not a speed target (`make bench-pipeline` measures speed).
+    await eventually("every task to finish", lambda: all_settled(db, ids), 300)
     assert Counter((await states(db, ids)).values()) == {TaskState.COMPLETED: TASKS}
     counted = Counter(provider_calls(calls))
     assert len(counted) == 2 * TASKS and set(counted.values()) == {1}
