@@ -23,24 +23,45 @@ from cdk_constructs.task_queues import QueuePair
 from phases import TaskType
 from phases.models import AiConfig
 
+# Deleting a task removes every version of every object of it (the bucket is versioned).
+DELETE_ALL_VERSIONS = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+TASK_PREFIXES = [UPLOADS_PREFIX, TRANSCRIPTS_PREFIX, RESULTS_PREFIX]
+
+
+def _list_bucket(role: iam.IRole, bucket: str) -> None:
+    """`/readyz`'s HeadBucket (authorised as s3:ListBucket) and listing a task's versions."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket", "s3:ListBucketVersions"],
+            resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+        )
+    )
+
 
 def grant_api(role: iam.IRole, *, bucket: str, send_to: Sequence[sqs.IQueue]) -> None:
-    """The task API: presign uploads, read and delete a task's objects, queue new work."""
+    """The task API: presign and stream uploads, read a task's objects, delete all of them,
+    queue new work."""
     grant_objects(role, bucket=bucket, actions=["s3:PutObject"], prefixes=[UPLOADS_PREFIX])
     grant_objects(
         role,
         bucket=bucket,
-        actions=["s3:GetObject", "s3:DeleteObject"],
-        prefixes=[UPLOADS_PREFIX, TRANSCRIPTS_PREFIX, RESULTS_PREFIX],
+        actions=["s3:GetObject", *DELETE_ALL_VERSIONS],
+        prefixes=TASK_PREFIXES,
     )
-    # `/readyz` checks the bucket with HeadBucket, which S3 authorises as s3:ListBucket.
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=["s3:ListBucket"], resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}"]
-        )
-    )
+    _list_bucket(role, bucket)
     for queue in send_to:  # SendMessage, plus GetQueueAttributes for `/readyz`
         queue.grant_send_messages(role)
+
+
+def grant_upload_check(role: iam.IRole, *, bucket: str) -> None:
+    """The upload check (the Lambda, and the workers' expiry sweep): read the exact version an
+    event names, delete what it rejects (every version of it) or what no task owns."""
+    grant_objects(
+        role,
+        bucket=bucket,
+        actions=["s3:GetObject", "s3:GetObjectVersion", *DELETE_ALL_VERSIONS],
+        prefixes=[UPLOADS_PREFIX],
+    )
 
 
 def grant_worker(
@@ -52,21 +73,18 @@ def grant_worker(
     consumes: QueuePair,
     send_to: Sequence[sqs.IQueue],
 ) -> None:
-    """A queue worker: read the audio, write transcripts and results, consume its own queue
-    (and fail the tasks whose messages reached its DLQ), hand work on, call the AI services."""
-    # Read the audio; delete uploads that arrive after their task expired (the sweeper).
+    """A queue worker: read the audio version the upload check accepted, write transcripts and
+    results (and remove them when the task was deleted meanwhile), run the expiry sweep's upload
+    check, consume its own queue (and fail the tasks whose messages reached its DLQ), hand work
+    on and re-send stuck tasks to either queue (the reconciler), call the AI services."""
+    grant_upload_check(role, bucket=bucket)
     grant_objects(
         role,
         bucket=bucket,
-        actions=["s3:GetObject", "s3:DeleteObject"],
-        prefixes=[UPLOADS_PREFIX],
-    )
-    grant_objects(
-        role,
-        bucket=bucket,
-        actions=["s3:GetObject", "s3:PutObject"],
+        actions=["s3:GetObject", "s3:PutObject", *DELETE_ALL_VERSIONS],
         prefixes=[TRANSCRIPTS_PREFIX, RESULTS_PREFIX],
     )
+    _list_bucket(role, bucket)
     for queue in send_to:
         queue.grant_send_messages(role)
     consumes.queue.grant_consume_messages(role)

@@ -103,8 +103,14 @@ def runtime_environment(
         "BEDROCK_MODEL_ID": ai.bedrock_model_ids[0],
         "TRANSCRIBE_LANGUAGE": ai.transcribe_language,
     }
-    if kind == "api" and endpoints.db_read_host:
-        env["DB_READ_HOST"] = endpoints.db_read_host
+    if kind == "api":
+        env |= {
+            "MAX_MULTIPART_BYTES": str(config.bucket.max_multipart_bytes),
+            "QUOTA_TASKS_IN_FLIGHT": str(config.quotas.tasks_in_flight),
+            "QUOTA_TASKS_PER_DAY": str(config.quotas.tasks_per_day),
+        }
+        if endpoints.db_read_host:
+            env["DB_READ_HOST"] = endpoints.db_read_host
     if kind == "migration":
         if master_secret_arn is None:
             raise ValueError("the migration needs the master secret")
@@ -118,6 +124,8 @@ def runtime_environment(
             "WORKER_QUEUE_URL": worker.queue.queue_url,
             "WORKER_DLQ_URL": worker.dlq.queue_url,
             "WORKER_CONCURRENCY": str(concurrency),
+            # One attempt may run this long; the queue's visibility timeout exceeds it.
+            "WORKER_JOB_DEADLINE_SECONDS": str(config.queues.longest_job_seconds),
         }
         if config.webhook is not None:
             env["WEBHOOK_URL"] = config.webhook.url

@@ -128,6 +128,15 @@ class BucketConfig(Frozen):
         gt=0,
         description="Largest audio file accepted, in bytes (bound into presigned URLs).",
     )
+    max_multipart_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        le=100 * 1024 * 1024,
+        description=(
+            "Largest audio file sent directly as a multipart form to `POST /v1/tasks` (streamed "
+            "to S3 through the API); larger files go through the presigned upload."
+        ),
+    )
     access_log_retention_days: int = Field(ge=1, description="Days to keep S3 and ALB access logs.")
 
 
@@ -592,6 +601,18 @@ class TransitionConfig(Frozen):
     )
 
 
+class QuotaConfig(Frozen):
+    """Per-tenant limits on task creation (429 with Retry-After beyond them); `python -m
+    aipp.admin set-quota` overrides them for one tenant."""
+
+    tasks_in_flight: int = Field(
+        default=100, ge=1, description="Tasks of one tenant not yet completed or failed."
+    )
+    tasks_per_day: int = Field(
+        default=10_000, ge=1, description="Tasks one tenant may create per UTC day."
+    )
+
+
 class WebhookConfig(Frozen):
     url: str = Field(
         pattern=r"^https://[^\s/$.?#].[^\s]*$",
@@ -667,6 +688,9 @@ class PhaseConfig(Frozen):
     )
     upload_check: UploadCheckConfig = Field(
         default_factory=UploadCheckConfig, description="The upload-check Lambda."
+    )
+    quotas: QuotaConfig = Field(
+        default_factory=QuotaConfig, description="Per-tenant limits on task creation."
     )
     webhook: WebhookConfig | None = Field(
         default=None,

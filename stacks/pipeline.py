@@ -28,8 +28,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_constructs.access import allow_ingress
-from cdk_constructs.audio_bucket import UPLOADS_PREFIX, AudioBucket, grant_objects
+from cdk_constructs.audio_bucket import UPLOADS_PREFIX, AudioBucket
 from cdk_constructs.database import Database
+from cdk_constructs.grants import grant_upload_check
 from cdk_constructs.images import lambda_image
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.retention import retention
@@ -81,13 +82,7 @@ class PipelineStack(Stack):
             )
         )
         allow_ingress(database.connections, self.upload_function, "Upload check Lambda")
-        # Read the object's first bytes; delete what it rejects (or what no task owns).
-        grant_objects(
-            role,
-            bucket=audio.bucket_name,
-            actions=["s3:GetObject", "s3:DeleteObject"],
-            prefixes=[UPLOADS_PREFIX],
-        )
+        grant_upload_check(role, bucket=audio.bucket_name)
         stt.grant_send_messages(self.upload_function)
         database.secret.grant_read(self.upload_function)
         self._rule(audio)

@@ -189,9 +189,14 @@ def test_iam_is_least_privilege(phase1: Assembly) -> None:
         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
         if a.startswith("s3:")
     }
-    assert s3_actions <= {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"} | {
-        a for a in s3_actions if a.startswith("s3:PutBucketNotification")
-    }
+    object_versions = {"s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:ListBucketVersions"}
+    assert s3_actions <= {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        *object_versions,
+    } | {a for a in s3_actions if a.startswith("s3:PutBucketNotification")}
     star = [s for s in statements if s.get("Resource") == "*"]
     allowed_star = {
         "ecr:GetAuthorizationToken",  # no resource-level permissions

@@ -97,6 +97,14 @@ def test_the_upload_check_may_delete_what_it_rejects(phase1: Assembly) -> None:
     ]
     s3 = [s for s in statements if "s3:DeleteObject" in json.dumps(s["Action"])]
     assert s3 and all("/uploads/*" in json.dumps(s["Resource"]) for s in s3)
+    (actions,) = [set(s["Action"]) for s in s3]
+    # It reads the exact version the event names, and removes every version of what it rejects.
+    assert actions == {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+    }
 
 
 @pytest.mark.parametrize(
