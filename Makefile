@@ -172,3 +172,9 @@ $(SCAN_VENV)/.installed: tools/images/requirements-scan.lock
 .PHONY: scan
 scan: synth $(SCAN_VENV)/.installed ## checkov on every template and the Dockerfile (.checkov.yaml); trivy on the images where installed
 	@bash tools/images/scan.sh
+
+# Kubernetes manifests (phases 2-3): what building them costs a synth, ours against cdk8s.
+.PHONY: bench-manifests
+bench-manifests: install ## synth-time cost of the EKS manifests: typed inputs vs cdk8s-plus-34
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements-cdk8s.txt
+	@PYTHONPATH=. $(PY) benchmarks/manifests_bench.py

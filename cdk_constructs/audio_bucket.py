@@ -144,3 +144,41 @@ class AudioBucket(Construct):
             "CDK's bucket-notifications handler calls s3:PutBucketNotification, which it is "
             "granted on all buckets by CDK; it runs only during deployment.",
         )
+
+
+class ModelsBucket(Construct):
+    """Model weights for the self-hosted servers, one key prefix per model (`<org>/<name>/`).
+
+    Phase-independent: every phase's Data stack has it, so an environment can fill it while it
+    still runs phase 1 and switch to the GPU pools with the weights in place
+    (docs/operations.md, "Filling the models bucket"). Exposes `bucket` and `bucket_name`.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: PhaseConfig, log_bucket: s3.IBucket
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket_name = bucket_name(config, "models")
+        self.bucket = s3.Bucket(
+            self,
+            "Models",
+            bucket_name=self.bucket_name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=log_bucket,
+            server_access_logs_prefix="models/",
+            removal_policy=RemovalPolicy.RETAIN if config.is_prod else RemovalPolicy.DESTROY,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireOldVersions",
+                    noncurrent_version_expiration=Duration.days(
+                        config.bucket.noncurrent_version_expiry_days
+                    ),
+                    expired_object_delete_marker=True,
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from aws_cdk import Stack
+from aws_cdk import Aws, CfnJson, Stack
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
@@ -21,7 +21,7 @@ from constructs import Construct
 from cdk_constructs.eks_cluster import GPU_TAINT_KEY, as_icluster
 from cdk_constructs.nag import acknowledge
 from phases import ConfigError
-from phases.models import EksConfig
+from phases.models import DomainConfig, EksConfig
 
 
 class AddonDependencyError(ValueError):
@@ -30,13 +30,16 @@ class AddonDependencyError(ValueError):
 
 @dataclass(frozen=True)
 class AddonContext:
-    """What add-ons may use: the cluster, its name and version, and the task queues."""
+    """What add-ons may use: the cluster, its name and version, the task queues KEDA reads, the
+    longest a worker pod may take to stop, and the API's domain (ExternalDNS)."""
 
     scope: Construct
     cluster: eks.Cluster
     cluster_name: str
     config: EksConfig
     queues: Sequence[sqs.IQueue]
+    max_pod_grace_seconds: int = 600
+    domain: DomainConfig | None = None
 
 
 class ClusterAddon(ABC):
@@ -77,6 +80,21 @@ def _helm(
         values=values,
         wait=True,
     )
+
+
+def _service_account_in_namespace(
+    ctx: AddonContext, construct_prefix: str, *, namespace: str, name: str, sa_id: str = ""
+) -> eks.ServiceAccount:
+    """An IRSA service account in a namespace of its own, created first."""
+    created = ctx.cluster.add_manifest(
+        f"{construct_prefix}Namespace",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+    )
+    sa = ctx.cluster.add_service_account(
+        sa_id or f"{construct_prefix}Sa", name=name, namespace=namespace
+    )
+    sa.node.add_dependency(created)
+    return sa
 
 
 class NvidiaDevicePlugin(ClusterAddon):
@@ -165,22 +183,27 @@ class ClusterAutoscaler(ClusterAddon):
             "The Describe*/Get* actions have no resource-level permissions; the two write "
             "actions are limited by condition to ASGs tagged as owned by this cluster.",
         )
+        chart_version, image_tag = ctx.config.cluster_autoscaler_release()
         chart = _helm(
             ctx,
             "ClusterAutoscaler",
             chart="cluster-autoscaler",
             repository="https://kubernetes.github.io/autoscaler",
-            version=self.version,
+            version=self.version or chart_version,
             namespace="kube-system",
             values={
                 "autoDiscovery": {"clusterName": ctx.cluster_name},
                 "awsRegion": Stack.of(ctx.scope).region,
-                "image": {"tag": f"v{ctx.config.kubernetes_version}.0"},
+                "image": {"tag": image_tag},
                 "rbac": {"serviceAccount": {"create": False, "name": self.service_account}},
                 "extraArgs": {
                     "expander": "priority",
                     "balance-similar-node-groups": "true",
                     "skip-nodes-with-system-pods": "false",
+                    # GPU pods keep model weights in emptyDir volumes; that must not pin a node.
+                    "skip-nodes-with-local-storage": "false",
+                    # A scale-down waits for a worker to finish its longest job (its grace).
+                    "max-graceful-termination-sec": str(ctx.max_pod_grace_seconds + 60),
                 },
                 # ASG names are `eks-<nodegroup>-<uuid>`; GPU groups are `<pool>-spot` and
                 # `<pool>-ondemand`. Higher number wins.
@@ -200,14 +223,13 @@ class Keda(ClusterAddon):
     service_account = "keda-operator"
 
     def deploy(self, ctx: AddonContext) -> Construct:
-        namespace = ctx.cluster.add_manifest(
-            "KedaNamespace",
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
+        sa = _service_account_in_namespace(
+            ctx,
+            "Keda",
+            namespace=self.namespace,
+            name=self.service_account,
+            sa_id="KedaOperatorSa",
         )
-        sa = ctx.cluster.add_service_account(
-            "KedaOperatorSa", name=self.service_account, namespace=self.namespace
-        )
-        sa.node.add_dependency(namespace)
         sa.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["sqs:GetQueueAttributes"],
@@ -293,22 +315,104 @@ class AwsLoadBalancerController(ClusterAddon):
 
 
 class ArgoRollouts(ClusterAddon):
-    """Canary releases; the API's canary shifts traffic through ALB weights."""
+    """Canary releases; the API's canary shifts traffic through ALB weights and its analysis
+    reads CloudWatch with the controller's own IRSA role."""
 
     name = "argo-rollouts"
     depends_on = (AwsLoadBalancerController.name,)
+    namespace = "argo-rollouts"
+    service_account = "argo-rollouts"
 
     def deploy(self, ctx: AddonContext) -> Construct:
-        return _helm(
+        sa = _service_account_in_namespace(
+            ctx, "ArgoRollouts", namespace=self.namespace, name=self.service_account
+        )
+        # The analysis reads ALB metrics; GetMetricData has no resource-level permissions.
+        sa.add_to_principal_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"])
+        )
+        acknowledge(
+            sa.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:GetMetricData has no resource-level permissions; it only reads metrics.",
+        )
+        chart = _helm(
             ctx,
             "ArgoRollouts",
             chart="argo-rollouts",
             repository="https://argoproj.github.io/argo-helm",
             version=self.version,
-            namespace="argo-rollouts",
-            create_namespace=True,
-            values={"controller": {"nodeSelector": {"aipp.io/pool": "system"}}},
+            namespace=self.namespace,
+            values={
+                "serviceAccount": {"create": False, "name": self.service_account},
+                "controller": {
+                    "nodeSelector": {"aipp.io/pool": "system"},
+                    # The AWS SDK of the CloudWatch metric provider needs the region.
+                    "extraEnv": [{"name": "AWS_REGION", "value": Stack.of(ctx.scope).region}],
+                },
+            },
         )
+        chart.node.add_dependency(sa)
+        return chart
+
+
+class ExternalDns(ClusterAddon):
+    """The EKS side of the API's weighted record: ExternalDNS writes the `eks` record of
+    `edge.domain` for the Ingress's ALB. Upsert-only (it never deletes a record), limited to
+    the environment's hosted zone, records owned through a TXT owner id."""
+
+    name = "external-dns"
+    namespace = "external-dns"
+    service_account = "external-dns"
+
+    def deploy(self, ctx: AddonContext) -> Construct:
+        domain = ctx.domain
+        if domain is None:  # pragma: no cover - default_addons adds it only with a domain
+            raise ConfigError("invalid config: ExternalDNS needs edge.domain")
+        sa = _service_account_in_namespace(
+            ctx, "ExternalDns", namespace=self.namespace, name=self.service_account
+        )
+        zone = f"arn:{Aws.PARTITION}:route53:::hostedzone/{domain.hosted_zone_id}"
+        sa.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+                resources=[zone],
+            )
+        )
+        sa.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["route53:ListHostedZones", "route53:ListTagsForResources"],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            sa.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ListHostedZones and ListTagsForResources have no resource-level permissions; "
+            "record changes are limited to the environment's hosted zone.",
+        )
+        chart = _helm(
+            ctx,
+            "ExternalDns",
+            chart="external-dns",
+            repository="https://kubernetes-sigs.github.io/external-dns/",
+            version=self.version,
+            namespace=self.namespace,
+            values={
+                "provider": {"name": "aws"},
+                "serviceAccount": {"create": False, "name": self.service_account},
+                "sources": ["ingress"],
+                "policy": "upsert-only",
+                "registry": "txt",
+                "txtOwnerId": ctx.cluster_name,
+                "domainFilters": [domain.hosted_zone_name],
+                "extraArgs": [f"--zone-id-filter={domain.hosted_zone_id}"],
+                "env": [{"name": "AWS_DEFAULT_REGION", "value": Stack.of(ctx.scope).region}],
+                "nodeSelector": {"aipp.io/pool": "system"},
+            },
+        )
+        chart.node.add_dependency(sa)
+        return chart
 
 
 class ContainerInsights(ClusterAddon):
@@ -318,8 +422,27 @@ class ContainerInsights(ClusterAddon):
     name = "container-insights"
     depends_on = (NvidiaDevicePlugin.name,)
 
+    namespace = "amazon-cloudwatch"
+    service_account = "cloudwatch-agent"
+
     def deploy(self, ctx: AddonContext) -> Construct:
-        return eks.Addon(
+        # Pods cannot reach the instance metadata service (hop limit 1), so the agent gets its
+        # own IRSA role instead of the node role's credentials.
+        role = iam.Role(
+            ctx.scope,
+            "ContainerInsightsRole",
+            assumed_by=irsa_principal(ctx.cluster, self.namespace, self.service_account),
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("CloudWatchAgentServerPolicy")
+            ],
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "CloudWatchAgentServerPolicy]",
+            "The AWS-maintained policy the CloudWatch agent documents for Container Insights.",
+        )
+        addon = eks.Addon(
             ctx.scope,
             "ContainerInsights",
             cluster=as_icluster(ctx.cluster),
@@ -331,12 +454,34 @@ class ContainerInsights(ClusterAddon):
                 ]
             },
         )
+        cfn = addon.node.default_child
+        assert isinstance(cfn, eks.CfnAddon)
+        cfn.service_account_role_arn = role.role_arn
+        return addon
 
 
-def default_addons(config: EksConfig) -> list[ClusterAddon]:
-    """Every add-on the platform runs, at the chart versions of the config."""
+def irsa_principal(cluster: eks.Cluster, namespace: str, name: str) -> iam.IPrincipal:
+    """The cluster's OIDC identity of one service account (what `add_service_account` trusts)."""
+    issuer = cluster.open_id_connect_provider.open_id_connect_provider_issuer
+    return iam.OpenIdConnectPrincipal(cluster.open_id_connect_provider).with_conditions(
+        {
+            "StringEquals": CfnJson(
+                cluster,
+                f"{namespace}-{name}-Condition",
+                value={
+                    f"{issuer}:aud": "sts.amazonaws.com",
+                    f"{issuer}:sub": f"system:serviceaccount:{namespace}:{name}",
+                },
+            )
+        }
+    )
+
+
+def default_addons(config: EksConfig, domain: DomainConfig | None = None) -> list[ClusterAddon]:
+    """Every add-on the platform runs, at the chart versions of the config; ExternalDNS only
+    when the API has a domain."""
     charts = config.charts
-    return [
+    addons: list[ClusterAddon] = [
         NvidiaDevicePlugin(charts.nvidia_device_plugin),
         ClusterAutoscaler(charts.cluster_autoscaler),
         MetricsServer(charts.metrics_server),
@@ -345,6 +490,9 @@ def default_addons(config: EksConfig) -> list[ClusterAddon]:
         ArgoRollouts(charts.argo_rollouts),
         ContainerInsights(charts.container_insights),
     ]
+    if domain is not None:
+        addons.append(ExternalDns(charts.external_dns))
+    return addons
 
 
 def deploy_addons(ctx: AddonContext, addons: Sequence[ClusterAddon]) -> dict[str, Construct]:

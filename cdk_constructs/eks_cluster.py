@@ -74,12 +74,18 @@ def capacity_name(spot: bool) -> str:
     return "spot" if spot else "on-demand"
 
 
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+
+
 def gpu_labels(pool: GpuPoolConfig, spot: bool) -> dict[str, str]:
-    """Node labels of a GPU group: workloads select their pool and may prefer a capacity type."""
+    """Node labels of a GPU group: workloads select their pool and may prefer a capacity type;
+    Cluster Autoscaler reads the accelerator label to treat a new node as a GPU node before the
+    device plugin has advertised its GPU (so it does not add another one meanwhile)."""
     return {
         "aipp.io/pool": pool.name,
         "aipp.io/purpose": pool.purpose.value,
         "aipp.io/capacity-type": capacity_name(spot),
+        ACCELERATOR_LABEL: pool.accelerator,
     }
 
 
@@ -278,7 +284,9 @@ class PlatformCluster(Construct):
             self,
             f"{construct_id}Template",
             require_imdsv2=True,
-            http_put_response_hop_limit=2,
+            # One hop: the node reaches the instance metadata service, pods do not, so a pod
+            # can only act with its own service account's role (IRSA), never the node role.
+            http_put_response_hop_limit=1,
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
@@ -291,7 +299,7 @@ class PlatformCluster(Construct):
                 )
             ],
         )
-        return eks.Nodegroup(
+        nodegroup = eks.Nodegroup(
             self,
             construct_id,
             cluster=as_icluster(self.cluster),
@@ -311,6 +319,15 @@ class PlatformCluster(Construct):
                 version=template.latest_version_number,
             ),
         )
+        # Cluster Autoscaler owns the desired size. CloudFormation sends the whole scaling
+        # config on every change of the bounds, so a template DesiredSize would reset the group
+        # to its minimum and drain the nodes the autoscaler added; without it, EKS keeps the
+        # current size ("no action occurs if you remove this parameter", EKS API reference,
+        # NodegroupScalingConfig); a new group's Auto Scaling group starts at its minimum.
+        cfn = nodegroup.node.default_child
+        assert isinstance(cfn, eks.CfnNodegroup)
+        cfn.add_property_deletion_override("ScalingConfig.DesiredSize")
+        return nodegroup
 
     def _tag_gpu_asgs(self, cluster_name: str) -> None:
         """Put Cluster Autoscaler's node-template tags on each GPU group's ASG at deploy time."""

@@ -90,8 +90,9 @@ def _acknowledge_task(task: ecs.FargateTaskDefinition) -> None:
     acknowledge(
         task,
         "AwsSolutions-ECS2",
-        "Only non-secret settings (endpoints, queue URLs, limits) are plain environment "
-        "variables; credentials come from Secrets Manager through `secrets`.",
+        "Only non-secret settings (endpoints, queue URLs, limits, secret ARNs) are plain "
+        "environment variables; the runtime reads every credential from Secrets Manager by "
+        "ARN with its task role.",
     )
 
 

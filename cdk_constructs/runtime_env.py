@@ -12,13 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from aws_cdk import Stack
-from constructs import IConstruct
-
-from cdk_constructs.audio_bucket import AudioBucket
 from cdk_constructs.database import Database
 from cdk_constructs.redis_cache import RedisCache
-from cdk_constructs.task_queues import QueuePair, TaskQueues
+from cdk_constructs.task_queues import QueueMode, QueuePair, TaskQueues
 from phases import PhaseConfig, TaskType
 from phases.models import AiConfig
 
@@ -39,29 +35,43 @@ class Endpoints:
     redis_host: str | None = None  # every kind but the upload check needs Redis
     redis_port: int | None = None
     db_read_host: str | None = None
+    # Read by the runtime itself at start with its own role (REDIS_AUTH_SECRET_ARN,
+    # WEBHOOK_SECRET_ARN): no secret value is ever written into a task definition or manifest.
+    redis_auth_secret_arn: str | None = None
+    webhook_secret_arn: str | None = None  # None: completion webhooks are off
 
-    @classmethod
-    def of(
-        cls,
-        scope: IConstruct,
-        config: PhaseConfig,
-        *,
-        audio: AudioBucket,
-        database: Database,
-        cache: RedisCache,
-        queues: TaskQueues,
-    ) -> Endpoints:
-        """A compute's endpoints: new work goes to the layout that takes it now."""
-        serving = config.serving_queue_mode
-        return cls(
-            region=Stack.of(scope).region,
-            bucket=audio.bucket_name,
-            send_to={t: queues.for_type(t, serving).queue.queue_url for t in TaskType},
-            redis_host=cache.endpoint,
-            redis_port=cache.port,
-            db_secret_arn=database.secret.secret_arn,
-            db_read_host=database.read_endpoint,
-        )
+
+@dataclass(frozen=True)
+class ModelServer:
+    """An OpenAI-compatible server a worker calls (self-hosted Whisper or LLM)."""
+
+    url: str
+    model: str
+
+
+def platform_endpoints(
+    *,
+    region: str,
+    bucket: str,
+    queues: TaskQueues,
+    serving: QueueMode,
+    database: Database,
+    cache: RedisCache,
+    webhook_secret_arn: str | None = None,
+) -> Endpoints:
+    """A compute's endpoints from the platform's constructs: new work goes to the `serving`
+    layout's queues; the runtime reads the Redis token and the webhook key itself, by ARN."""
+    return Endpoints(
+        region=region,
+        bucket=bucket,
+        send_to={t: queues.for_type(t, serving).queue.queue_url for t in TaskType},
+        redis_host=cache.endpoint,
+        redis_port=cache.port,
+        db_secret_arn=database.secret.secret_arn,
+        db_read_host=database.read_endpoint,
+        redis_auth_secret_arn=cache.auth_secret.secret_arn,
+        webhook_secret_arn=webhook_secret_arn,
+    )
 
 
 def runtime_environment(
@@ -73,36 +83,16 @@ def runtime_environment(
     worker: QueuePair | None = None,
     concurrency: int | None = None,
     master_secret_arn: str | None = None,
+    model_servers: Mapping[TaskType, ModelServer] | None = None,
+    shutdown_grace_seconds: int | None = None,
 ) -> dict[str, str]:
     """The variables of one process kind. A worker needs its queue pair and concurrency; the
-    migration needs the master secret (it creates the application user)."""
-    pools = config.database.pools
-    env = {
-        "AUDIO_BUCKET": endpoints.bucket,
-        "STT_QUEUE_URL": endpoints.send_to[TaskType.STT],
-        "LLM_QUEUE_URL": endpoints.send_to[TaskType.LLM],
-        "DB_SECRET_ARN": endpoints.db_secret_arn,
-        "DB_POOL_MAX": str(getattr(pools, kind)),
-        "DB_SSLMODE": "verify-full",
-        "DB_SSL_ROOT_CERT": RDS_CA_BUNDLE,
-        "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
-        "LOG_LEVEL": "INFO",
-    }
+    migration needs the master secret (it creates the application user). On EKS a worker also
+    gets the model servers of its types (`openai` providers) and how long SIGTERM may take."""
+    env = _common(config, endpoints, kind)
     if kind == "upload_check":
         return env  # Lambda sets AWS_REGION itself and reserves the name
-    if endpoints.redis_host is None or endpoints.redis_port is None:
-        raise ValueError(f"a {kind} needs Redis")
-    env |= {
-        "AWS_REGION": endpoints.region,
-        "REDIS_HOST": endpoints.redis_host,
-        "REDIS_PORT": str(endpoints.redis_port),
-        "REDIS_TLS": "true",
-        "MAX_RECEIVE_COUNT": str(config.queues.max_receive_count),
-        "STT_PROVIDER": ai.stt_provider,
-        "LLM_PROVIDER": ai.llm_provider,
-        "BEDROCK_MODEL_ID": ai.bedrock_model_ids[0],
-        "TRANSCRIBE_LANGUAGE": ai.transcribe_language,
-    }
+    env |= _with_redis_and_providers(config, endpoints, kind, ai)
     if kind == "api":
         env |= {
             "MAX_MULTIPART_BYTES": str(config.bucket.max_multipart_bytes),
@@ -119,14 +109,68 @@ def runtime_environment(
     if kind == "worker":
         if worker is None or concurrency is None:
             raise ValueError("a worker needs its queue pair and concurrency")
-        env |= {
-            "WORKER_TASK_TYPES": ",".join(t.value for t in worker.task_types),
-            "WORKER_QUEUE_URL": worker.queue.queue_url,
-            "WORKER_DLQ_URL": worker.dlq.queue_url,
-            "WORKER_CONCURRENCY": str(concurrency),
-            # One attempt may run this long; the queue's visibility timeout exceeds it.
-            "WORKER_JOB_DEADLINE_SECONDS": str(config.queues.longest_job_seconds),
-        }
-        if config.webhook is not None:
-            env["WEBHOOK_URL"] = config.webhook.url
+        env |= _worker(config, endpoints, worker, concurrency, model_servers or {})
+        if shutdown_grace_seconds is not None:
+            env["WORKER_SHUTDOWN_GRACE_SECONDS"] = str(shutdown_grace_seconds)
+    return env
+
+
+def _common(config: PhaseConfig, endpoints: Endpoints, kind: Kind) -> dict[str, str]:
+    """What every process reading tasks and audio needs, the upload check included."""
+    return {
+        "AUDIO_BUCKET": endpoints.bucket,
+        "STT_QUEUE_URL": endpoints.send_to[TaskType.STT],
+        "LLM_QUEUE_URL": endpoints.send_to[TaskType.LLM],
+        "DB_SECRET_ARN": endpoints.db_secret_arn,
+        "DB_POOL_MAX": str(getattr(config.database.pools, kind)),
+        "DB_SSLMODE": "verify-full",
+        "DB_SSL_ROOT_CERT": RDS_CA_BUNDLE,
+        "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def _with_redis_and_providers(
+    config: PhaseConfig, endpoints: Endpoints, kind: Kind, ai: AiConfig
+) -> dict[str, str]:
+    if endpoints.redis_host is None or endpoints.redis_port is None:
+        raise ValueError(f"a {kind} needs Redis")
+    env = {
+        "AWS_REGION": endpoints.region,
+        "REDIS_HOST": endpoints.redis_host,
+        "REDIS_PORT": str(endpoints.redis_port),
+        "REDIS_TLS": "true",
+        "MAX_RECEIVE_COUNT": str(config.queues.max_receive_count),
+        "STT_PROVIDER": ai.stt_provider,
+        "LLM_PROVIDER": ai.llm_provider,
+        "BEDROCK_MODEL_ID": ai.bedrock_model_ids[0],
+        "TRANSCRIBE_LANGUAGE": ai.transcribe_language,
+    }
+    if endpoints.redis_auth_secret_arn and kind in ("api", "worker"):
+        env["REDIS_AUTH_SECRET_ARN"] = endpoints.redis_auth_secret_arn
+    return env
+
+
+def _worker(
+    config: PhaseConfig,
+    endpoints: Endpoints,
+    worker: QueuePair,
+    concurrency: int,
+    model_servers: Mapping[TaskType, ModelServer],
+) -> dict[str, str]:
+    env = {
+        "WORKER_TASK_TYPES": ",".join(t.value for t in worker.task_types),
+        "WORKER_QUEUE_URL": worker.queue.queue_url,
+        "WORKER_DLQ_URL": worker.dlq.queue_url,
+        "WORKER_CONCURRENCY": str(concurrency),
+        # One attempt may run this long; the queue's visibility timeout exceeds it.
+        "WORKER_JOB_DEADLINE_SECONDS": str(config.queues.longest_job_seconds),
+    }
+    if config.webhook is not None:
+        env["WEBHOOK_URL"] = config.webhook.url
+        if endpoints.webhook_secret_arn:
+            env["WEBHOOK_SECRET_ARN"] = endpoints.webhook_secret_arn
+    for task_type, server in model_servers.items():
+        env[f"OPENAI_{task_type.value.upper()}_BASE_URL"] = server.url
+        env[f"OPENAI_{task_type.value.upper()}_MODEL"] = server.model
     return env

@@ -116,7 +116,9 @@ PHASES: dict[Phase, Tree] = {
             "system_nodes": {"instance_types": ("m7i.xlarge",), "size": {"min": 6, "max": 12}},
             "gpu_pools": (
                 _pool("stt", ("g6.xlarge", "g5.xlarge"), spot=(0, 16), on_demand=(2, 8)),
-                _pool("llm", ("g6e.xlarge", "g5.xlarge"), spot=(0, 16), on_demand=(2, 8)),
+                # One GPU memory size per LLM pool (48 GiB L40S): one vLLM configuration
+                # serves every node; the second size widens the Spot choice.
+                _pool("llm", ("g6e.xlarge", "g6e.2xlarge"), spot=(0, 16), on_demand=(2, 8)),
             ),
             "api_replicas": {"min": 3, "max": 20},
             "worker_max_replicas": {"stt": 24, "llm": 24},

@@ -11,7 +11,14 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from phases.eks_facts import DEFAULT_CHARTS, GPU_INSTANCES, KUBECTL_LAYERS, kubectl_layer_for
+from phases.eks_facts import (
+    CLUSTER_AUTOSCALER_RELEASES,
+    DEFAULT_CHARTS,
+    GPU_INSTANCES,
+    KUBECTL_LAYERS,
+    gpu_model,
+    kubectl_layer_for,
+)
 from phases.rds_facts import default_max_connections
 
 RoleArn = Annotated[
@@ -378,7 +385,19 @@ class GpuPoolConfig(Frozen):
             )
         if len({GPU_INSTANCES[t] for t in self.instance_types}) > 1:
             raise ValueError("instance types of one pool must have the same number of GPUs")
+        memory = {gpu_model(t)[1] for t in self.instance_types}
+        if self.purpose is TaskType.LLM and len(memory) > 1:
+            sizes = ", ".join(f"{t} {gpu_model(t)[1]} GiB" for t in self.instance_types)
+            raise ValueError(
+                f"instance types of an LLM pool must have one GPU memory size ({sizes}): one vLLM "
+                "configuration (context length, KV cache) serves the whole pool"
+            )
         return self
+
+    @property
+    def accelerator(self) -> str:
+        """The `k8s.amazonaws.com/accelerator` label: the pool's GPU model(s)."""
+        return "_".join(sorted({gpu_model(t)[0] for t in self.instance_types}))
 
     @property
     def gpus_per_node(self) -> int:
@@ -389,8 +408,17 @@ class AddonChartsConfig(Frozen):
     nvidia_device_plugin: str = Field(
         default=DEFAULT_CHARTS["nvidia_device_plugin"], description="NVIDIA device plugin chart."
     )
-    cluster_autoscaler: str = Field(
-        default=DEFAULT_CHARTS["cluster_autoscaler"], description="Cluster Autoscaler chart."
+    cluster_autoscaler: str | None = Field(
+        default=None,
+        description=(
+            "Cluster Autoscaler chart; None takes the release that matches the cluster's "
+            "Kubernetes version (phases/eks_facts.CLUSTER_AUTOSCALER_RELEASES)."
+        ),
+    )
+    cluster_autoscaler_image: str | None = Field(
+        default=None,
+        pattern=r"^v\d+\.\d+\.\d+$",
+        description="Cluster Autoscaler image tag, e.g. `v1.34.2`; None: as for the chart.",
     )
     keda: str = Field(default=DEFAULT_CHARTS["keda"], description="KEDA chart.")
     metrics_server: str = Field(
@@ -398,6 +426,10 @@ class AddonChartsConfig(Frozen):
     )
     argo_rollouts: str = Field(
         default=DEFAULT_CHARTS["argo_rollouts"], description="Argo Rollouts chart."
+    )
+    external_dns: str = Field(
+        default=DEFAULT_CHARTS["external_dns"],
+        description="ExternalDNS chart (deployed only with `edge.domain`).",
     )
     container_insights: str | None = Field(
         default=None,
@@ -411,6 +443,60 @@ class AddonChartsConfig(Frozen):
         pattern=r"^v\d+\.\d+\.\d+$",
         description="AWS Load Balancer Controller version (the CDK-maintained chart and policy).",
     )
+
+
+class PodResources(Frozen):
+    """Requests of one container; the memory request is also its limit (no overcommit)."""
+
+    cpu_millicores: int = Field(ge=50, le=64000, description="CPU request in millicores.")
+    memory_mib: int = Field(ge=64, le=524288, description="Memory request and limit in MiB.")
+
+
+class ModelServerConfig(Frozen):
+    """One vLLM server: the model it serves, from the models bucket, on one GPU."""
+
+    model: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+        description=(
+            "The served model name (what the worker asks for) and the key prefix of its weights "
+            "in the models bucket: `s3://<models bucket>/<model>/`."
+        ),
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=256, description="vLLM `--max-model-len`; None: the model's own."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9, ge=0.5, le=0.98, description="vLLM `--gpu-memory-utilization`."
+    )
+    startup_minutes: int = Field(
+        default=20,
+        ge=2,
+        le=60,
+        description="How long the server may take to sync and load its weights before it is "
+        "restarted (the startupProbe's budget).",
+    )
+    resources: PodResources = Field(
+        default=PodResources(cpu_millicores=2500, memory_mib=10240),
+        description="CPU and memory of the server container (it also gets one GPU).",
+    )
+    extra_args: tuple[str, ...] = Field(default=(), description="More `vllm serve` flags.")
+
+
+class ModelServersConfig(Frozen):
+    stt: ModelServerConfig = Field(
+        default=ModelServerConfig(
+            model="openai/whisper-large-v3-turbo",
+            resources=PodResources(cpu_millicores=2500, memory_mib=8192),
+        ),
+        description="Whisper on `/v1/audio/transcriptions`.",
+    )
+    llm: ModelServerConfig = Field(
+        default=ModelServerConfig(model="meta-llama/Llama-3.1-8B-Instruct", max_model_len=8192),
+        description="The summarization LLM on `/v1/chat/completions`.",
+    )
+
+    def for_type(self, task_type: TaskType) -> ModelServerConfig:
+        return self.stt if task_type is TaskType.STT else self.llm
 
 
 class EksConfig(Frozen):
@@ -434,11 +520,49 @@ class EksConfig(Frozen):
     worker_max_replicas: dict[TaskType, int] = Field(
         description="KEDA maxReplicaCount per task type."
     )
+    worker_min_replicas: dict[TaskType, int] = Field(
+        default_factory=dict,
+        description=(
+            "KEDA minReplicaCount per task type; a type not listed keeps as many pods as its "
+            "pool keeps GPUs warm (Spot + On-Demand minimum), 0 when it scales from zero."
+        ),
+    )
     queue_length_per_replica: int = Field(
         default=5, ge=1, description="KEDA aws-sqs-queue `queueLength` target."
     )
+    worker_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Jobs in flight per worker pod (its model server batches them).",
+    )
+    worker_resources: PodResources = Field(
+        default=PodResources(cpu_millicores=500, memory_mib=1024),
+        description="The worker container of each GPU pod (beside its model server).",
+    )
+    api_resources: PodResources = Field(
+        default=PodResources(cpu_millicores=500, memory_mib=1024), description="One API pod."
+    )
+    api_target_cpu_percent: int = Field(
+        default=60, ge=10, le=90, description="The API's HorizontalPodAutoscaler CPU target."
+    )
     canary_steps: tuple[int, ...] = Field(
-        default=(10, 30, 100), description="Canary traffic weights in percent."
+        default=(10, 30, 100),
+        min_length=1,
+        description="Canary traffic weights in percent, increasing, ending at 100.",
+    )
+    canary_pause_minutes: int = Field(
+        default=5, ge=1, le=120, description="Pause after each canary weight below 100."
+    )
+    canary_max_5xx_percent: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="The canary analysis fails (abort, roll back) above this 5xx share of ALB "
+        "requests in a minute.",
+    )
+    model_servers: ModelServersConfig = Field(
+        default_factory=ModelServersConfig, description="vLLM servers of the GPU pools."
     )
     charts: AddonChartsConfig = Field(
         default_factory=AddonChartsConfig, description="Pinned add-on chart versions."
@@ -453,6 +577,68 @@ class EksConfig(Frozen):
                 f"installed; supported: {', '.join(supported)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _canary_steps(self) -> Self:
+        steps = self.canary_steps
+        if any(not 0 < w <= 100 for w in steps) or list(steps) != sorted(set(steps)):
+            raise ValueError(f"canary_steps {list(steps)} must be increasing weights in 1..100")
+        if steps[-1] != 100:
+            raise ValueError(f"canary_steps {list(steps)} must end at 100")
+        return self
+
+    @model_validator(mode="after")
+    def _autoscaler_release(self) -> Self:
+        known = CLUSTER_AUTOSCALER_RELEASES.get(self.kubernetes_version)
+        charts = self.charts
+        if known is None and (
+            charts.cluster_autoscaler is None or charts.cluster_autoscaler_image is None
+        ):
+            raise ValueError(
+                f"no Cluster Autoscaler release is pinned for Kubernetes {self.kubernetes_version} "
+                f"(known: {', '.join(CLUSTER_AUTOSCALER_RELEASES)}); set "
+                "charts.cluster_autoscaler and charts.cluster_autoscaler_image"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _worker_replicas(self) -> Self:
+        for task_type in TaskType:
+            if not any(p.purpose is task_type for p in self.gpu_pools):
+                raise ValueError(f"gpu_pools: no pool serves {task_type.value}")
+            if task_type not in self.worker_max_replicas:
+                raise ValueError(f"worker_max_replicas: no maximum for {task_type.value}")
+        for task_type, low in self.worker_min_replicas.items():
+            high = self.worker_max_replicas.get(task_type, 0)
+            if low > high:
+                raise ValueError(
+                    f"worker_min_replicas[{task_type.value}] ({low}) exceeds "
+                    f"worker_max_replicas[{task_type.value}] ({high})"
+                )
+        return self
+
+    def cluster_autoscaler_release(self) -> tuple[str, str]:
+        """(chart version, image tag) of Cluster Autoscaler for this cluster."""
+        chart, image = CLUSTER_AUTOSCALER_RELEASES.get(self.kubernetes_version, ("", ""))
+        return (
+            self.charts.cluster_autoscaler or chart,
+            self.charts.cluster_autoscaler_image or image,
+        )
+
+    def pool_for(self, task_type: TaskType) -> GpuPoolConfig:
+        """The GPU pool that serves a task type (the first with that purpose)."""
+        for pool in self.gpu_pools:
+            if pool.purpose is task_type:
+                return pool
+        raise ValueError(f"no GPU pool serves {task_type.value}")
+
+    def min_replicas(self, task_type: TaskType) -> int:
+        """KEDA minReplicaCount: configured, else the pool's warm GPUs (capped by the max)."""
+        if task_type in self.worker_min_replicas:
+            return self.worker_min_replicas[task_type]
+        pool = self.pool_for(task_type)
+        warm = (pool.spot.min + pool.on_demand.min) * pool.gpus_per_node
+        return min(warm, self.worker_max_replicas.get(task_type, 0))
 
     @model_validator(mode="after")
     def _public_needs_cidrs(self) -> Self:
@@ -750,6 +936,15 @@ class PhaseConfig(Frozen):
             raise ValueError(
                 "edge: set edge.domain or edge.certificate_arn for HTTPS, or edge.plain_http=true "
                 "to serve plain HTTP (staging only)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _eks_workers_have_their_own_queues(self) -> Self:
+        if "eks" in self.computes and self.queue_mode_of("eks") != "per_type":
+            raise ValueError(
+                "queues.mode: EKS workers need one queue per task type (per_type): each type's "
+                "pods run on their own GPU pool and scale on their own queue"
             )
         return self
 

@@ -106,6 +106,7 @@ def _computes(
                 cache=data.cache,
                 queues=messaging.queues,
                 alarm_topic=observability.topic,
+                webhook_key=data.webhook_key,
                 env=env,
             )
         )
@@ -116,10 +117,14 @@ def _computes(
                 name("ComputeEks"),
                 config=config,
                 vpc=network.vpc,
+                edge=edge,
+                audio=data.audio,
+                models=data.models,
                 database=data.database,
                 cache=data.cache,
                 queues=messaging.queues,
                 alarm_topic=observability.topic,
+                webhook_key=data.webhook_key,
                 env=env,
             )
         )

@@ -30,7 +30,7 @@ from cdk_constructs.migration import MigrationRun
 from cdk_constructs.nag import acknowledge, nag_resource_id
 from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
-from cdk_constructs.runtime_env import Endpoints, runtime_environment
+from cdk_constructs.runtime_env import platform_endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig
 from stacks.edge import EdgeStack, hosted_zone
@@ -54,11 +54,13 @@ class ComputeEcsStack(Stack):
         cache: RedisCache,
         queues: TaskQueues,
         alarm_topic: sns.ITopic,
+        webhook_key: sm.ISecret | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         if config.ecs is None:
             raise ValueError("ComputeEcsStack needs the `ecs` config section")
+        self.webhook_key = webhook_key
         self.config = config
         self.cluster = ecs.Cluster(
             self,
@@ -70,13 +72,19 @@ class ComputeEcsStack(Stack):
         keep = retention(config.observability.log_retention_days)
         api_logs = logs.LogGroup(self, "ApiLogs", retention=keep)
         self.worker_logs = logs.LogGroup(self, "WorkerLogs", retention=keep)
-        self.endpoints = Endpoints.of(
-            self, config, audio=audio, database=database, cache=cache, queues=queues
+        # No credential appears in a task definition: the runtime reads each secret by ARN
+        # with its task role (the database's, the Redis AUTH token, the webhook key).
+        self.endpoints = platform_endpoints(
+            region=self.region,
+            bucket=audio.bucket_name,
+            queues=queues,
+            serving=config.serving_queue_mode,
+            database=database,
+            cache=cache,
+            webhook_secret_arn=webhook_key.secret_arn if webhook_key else None,
         )
         send_to = [pair.queue for pair in queues.layout(config.serving_queue_mode)]
-        # Credentials the runtime reads itself (the database's, by ARN) never appear here;
-        # the Redis AUTH token is injected by ECS from Secrets Manager at task start.
-        secrets = {"REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(cache.auth_secret)}
+        secrets: dict[str, ecs.Secret] = {}
 
         self.migration = self._migration(database, secrets, api_logs)
         self.api = self._api(
@@ -154,6 +162,7 @@ class ComputeEcsStack(Stack):
         )
         role = api.task_definition.task_role
         database.secret.grant_read(role)
+        cache.auth_secret.grant_read(role)
         grant_api(role, bucket=audio.bucket_name, send_to=send_to)
         allow_ingress(database.connections, api.service, "Task API")
         allow_ingress(cache.connections, api.service, "Task API")
@@ -192,9 +201,6 @@ class ComputeEcsStack(Stack):
     ) -> list[WorkerService]:
         config = self.config
         assert config.ecs is not None
-        worker_secrets = dict(secrets)
-        if config.webhook is not None:
-            worker_secrets["WEBHOOK_SECRET"] = ecs.Secret.from_secrets_manager(self._webhook_key())
         pairs = queues.layout(config.queue_mode_of("ecs"))
         workers = []
         for pair in pairs:
@@ -212,13 +218,16 @@ class ComputeEcsStack(Stack):
                     worker=pair,
                     concurrency=config.ecs.worker.concurrency,
                 ),
-                secrets=worker_secrets,
+                secrets=secrets,
                 log_group=self.worker_logs,
             )
             role = worker.task_definition.task_role
             allow_ingress(database.connections, worker.service, "Workers")
             allow_ingress(cache.connections, worker.service, "Workers")
             database.secret.grant_read(role)
+            cache.auth_secret.grant_read(role)
+            if self.webhook_key is not None:
+                self.webhook_key.grant_read(role)
             grant_worker(
                 role,
                 project=config.project,
@@ -230,23 +239,6 @@ class ComputeEcsStack(Stack):
             self._grant_task_protection(role)
             workers.append(worker)
         return workers
-
-    def _webhook_key(self) -> sm.ISecret:
-        key = sm.Secret(
-            self,
-            "WebhookSigningKey",
-            description="HMAC-SHA256 key the workers sign completion webhooks with",
-            generate_secret_string=sm.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
-            ),
-        )
-        acknowledge(
-            key,
-            "AwsSolutions-SMG4",
-            "The receiver verifies signatures with this key; rotating it is coordinated "
-            "with the receiver by hand (docs/operations.md), not on a timer.",
-        )
-        return key
 
     def _grant_task_protection(self, role: iam.IRole) -> None:
         """Scale-in protection of the worker's own task while jobs run (aipp/worker/ecs.py)."""
@@ -287,23 +279,8 @@ class ComputeEcsStack(Stack):
             metric_value="1",
             default_value=0,
         ).metric(statistic="Sum", period=FIVE_MINUTES)
-        self.alarms.add(
-            "Api5xx",
-            api_5xx,
-            obs.api_5xx_alarm_count,
-            "The task API answered 5xx: a dependency is down (see /readyz) or a bug.",
-        )
-        self.alarms.add(
-            "ApiLatencyP99",
-            latency,
-            obs.api_p99_latency_alarm_ms / 1000,
-            f"API p99 latency above {obs.api_p99_latency_alarm_ms} ms.",
-        )
-        self.alarms.add(
-            "WorkerErrors",
-            errors,
-            obs.worker_error_alarm_lines,
-            "Workers logged errors: jobs are failing or retrying; read the worker logs.",
+        self.alarms.add_compute_alarms(
+            obs, api_5xx=api_5xx, api_latency_p99=latency, worker_errors=errors
         )
         self._dashboard(api_5xx, elb_5xx, latency, errors)
 

@@ -1,5 +1,6 @@
 """Compute on EKS (phases 2-3, and one side of a switch to or from ECS): the cluster, its node
-groups and the add-ons, with this compute's own dashboard."""
+groups and add-ons, the workloads (migration, API, STT and LLM workers with their model
+servers), with this compute's own alarms and dashboard."""
 
 from __future__ import annotations
 
@@ -8,21 +9,31 @@ from typing import Any
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk_constructs.access import allow_ingress
 from cdk_constructs.alarms import Alarms
+from cdk_constructs.audio_bucket import AudioBucket, ModelsBucket
 from cdk_constructs.database import Database
 from cdk_constructs.eks_addons import AddonContext, ClusterAddon, default_addons, deploy_addons
 from cdk_constructs.eks_cluster import PlatformCluster
+from cdk_constructs.eks_workloads import PlatformWorkloads
+from cdk_constructs.k8s import workers as workers_k8s
 from cdk_constructs.redis_cache import RedisCache
+from cdk_constructs.retention import retention
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig
+from stacks.edge import EdgeStack
+
+FIVE_MINUTES = Duration.minutes(5)
 
 
 class ComputeEksStack(Stack):
-    """Exposes `platform` (`PlatformCluster`), `addons` (by name) and `alarms`."""
+    """Exposes `platform` (`PlatformCluster`), `addons` (by name), `workloads`
+    (`PlatformWorkloads`), `application_logs` and `alarms`."""
 
     def __init__(
         self,
@@ -31,20 +42,28 @@ class ComputeEksStack(Stack):
         *,
         config: PhaseConfig,
         vpc: ec2.IVpc,
+        edge: EdgeStack,
+        audio: AudioBucket,
+        models: ModelsBucket,
         database: Database,
         cache: RedisCache,
         queues: TaskQueues,
         alarm_topic: sns.ITopic,
+        webhook_key: sm.ISecret | None = None,
         addons: list[ClusterAddon] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         if config.eks is None:
             raise ValueError("ComputeEksStack needs the `eks` config section")
+        self.config = config
         name = config.name_prefix  # the cluster keeps its name from phase 2 to 3
 
         self.platform = PlatformCluster(self, "Eks", config=config.eks, vpc=vpc, name=name)
         cluster = self.platform.cluster
+        grace = workers_k8s.termination_grace_seconds(
+            config.queues.longest_job_seconds, config.queues.visibility_timeout_seconds
+        )
         self.addons = deploy_addons(
             AddonContext(
                 scope=self,
@@ -52,31 +71,113 @@ class ComputeEksStack(Stack):
                 cluster_name=name,
                 config=config.eks,
                 queues=[pair.queue for pair in queues.layout(config.queue_mode_of("eks"))],
+                max_pod_grace_seconds=grace,
+                domain=config.edge.domain,
             ),
-            default_addons(config.eks) if addons is None else addons,
+            default_addons(config.eks, config.edge.domain) if addons is None else addons,
         )
         allow_ingress(database.connections, cluster, "EKS nodes and pods")
         allow_ingress(cache.connections, cluster, "EKS nodes and pods")
 
+        # Container Insights' Fluent Bit writes the pods' logs here; created first, with the
+        # platform's retention, so the agent does not create it without one.
+        self.application_logs = logs.LogGroup(
+            self,
+            "ApplicationLogs",
+            log_group_name=f"/aws/containerinsights/{name}/application",
+            retention=retention(config.observability.log_retention_days),
+        )
+        if "container-insights" in self.addons:
+            self.addons["container-insights"].node.add_dependency(self.application_logs)
+
+        self.workloads: PlatformWorkloads | None = None
+        required = {"aws-load-balancer-controller", "argo-rollouts", "keda", "metrics-server"}
+        if required | {"nvidia-device-plugin"} <= set(self.addons):
+            self.workloads = PlatformWorkloads(
+                self,
+                "Workloads",
+                config=config,
+                platform=self.platform,
+                addons=self.addons,
+                web_acl_arn=edge.web_acl_arn,
+                certificate_arn=edge.certificate_arn,
+                audio=audio,
+                models=models,
+                database=database,
+                cache=cache,
+                queues=queues,
+                webhook_key=webhook_key,
+            )
         self.alarms = Alarms(self, alarm_topic)
-        insights = {"ClusterName": name}
-        utilisation = [
-            cw.Metric(
+        self._observe()
+
+    def _observe(self) -> None:
+        """API alarms on the Ingress's ALB, the worker error alarm, and the dashboard."""
+        obs = self.config.observability
+        name = self.config.name_prefix
+        widgets: list[list[cw.IWidget]] = []
+
+        def per_pool(metric: str, label: str) -> cw.Metric:
+            return cw.Metric(
                 namespace="ContainerInsights",
                 metric_name=metric,
-                dimensions_map=insights,
-                period=Duration.minutes(5),
+                dimensions_map={"ClusterName": name},
+                period=FIVE_MINUTES,
                 statistic="Average",
                 label=label,
             )
-            for metric, label in (
-                ("node_gpu_utilization", "GPU utilisation %"),
-                ("node_cpu_utilization", "node CPU %"),
-            )
+
+        utilisation = [
+            per_pool("node_gpu_utilization", "GPU utilisation %"),
+            per_pool("node_gpu_memory_utilization", "GPU memory %"),
+            per_pool("node_cpu_utilization", "node CPU %"),
         ]
-        cw.Dashboard(
-            self,
-            "Dashboard",
-            default_interval=Duration.hours(6),
-            widgets=[[cw.GraphWidget(title="GPU and node CPU %", left=utilisation, width=24)]],
+        workloads = self.workloads
+        if workloads is not None:
+            dimension = {"LoadBalancer": workloads.load_balancer_full_name}
+
+            def alb(metric: str, statistic: str) -> cw.Metric:
+                return cw.Metric(
+                    namespace="AWS/ApplicationELB",
+                    metric_name=metric,
+                    dimensions_map=dimension,
+                    period=FIVE_MINUTES,
+                    statistic=statistic,
+                )
+
+            api_5xx = alb("HTTPCode_Target_5XX_Count", "Sum")
+            elb_5xx = alb("HTTPCode_ELB_5XX_Count", "Sum")
+            latency = alb("TargetResponseTime", "p99")
+            # The runtime logs JSON lines; Fluent Bit puts them under `log_processed`. Every
+            # `"level": "ERROR"` line of a worker container counts.
+            errors = logs.MetricFilter(
+                self,
+                "WorkerErrorLines",
+                log_group=self.application_logs,
+                filter_pattern=logs.FilterPattern.all(
+                    logs.FilterPattern.string_value("$.log_processed.level", "=", "ERROR"),
+                    logs.FilterPattern.string_value("$.kubernetes.container_name", "=", "worker"),
+                ),
+                metric_namespace=f"{self.config.project}/workers",
+                metric_name="EksErrorLines",
+                metric_value="1",
+                default_value=0,
+            ).metric(statistic="Sum", period=FIVE_MINUTES)
+            self.alarms.add_compute_alarms(
+                obs, api_5xx=api_5xx, api_latency_p99=latency, worker_errors=errors
+            )
+            widgets.append(
+                [
+                    cw.GraphWidget(
+                        title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8
+                    ),
+                    cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
+                    cw.GraphWidget(title="Worker errors", left=[errors], width=8),
+                ]
+            )
+        widgets.append(
+            [cw.GraphWidget(title="GPU, GPU memory and node CPU %", left=utilisation, width=24)]
         )
+        if self.alarms.by_name:
+            widgets.append([self.alarms.status_widget("EKS compute alarms")])
+        cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(6), widgets=widgets)

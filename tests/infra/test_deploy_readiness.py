@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.infra.conftest import Assembly
+from tests.infra.test_eks_manifests import applied
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-1111-2222-3333-444455556666"
 
@@ -120,6 +121,15 @@ def _pool_sizes(assembly: Assembly) -> dict[str, set[int]]:
             else:
                 kind = "api"
             found.setdefault(kind, set()).add(int(env["DB_POOL_MAX"]))
+    for obj in applied(assembly):  # the EKS pods (Rollouts and the migration Job)
+        if obj["kind"] not in ("Rollout", "Job"):
+            continue
+        kind = {"Job": "migration"}.get(obj["kind"]) or (
+            "api" if obj["metadata"]["name"] == "api" else "worker"
+        )
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e["value"] for e in c.get("env", [])}
+            found.setdefault(kind, set()).add(int(env["DB_POOL_MAX"]))
     fn = _upload_function(assembly)
     found["upload_check"] = {int(fn["Environment"]["Variables"]["DB_POOL_MAX"])}
     return found
@@ -130,8 +140,11 @@ def test_every_connection_pool_deployed_is_the_one_the_budget_counts(
 ) -> None:
     config = any_phase.config
     pools = config.database.pools.model_dump()
-    for kind, sizes in _pool_sizes(any_phase).items():
+    found = _pool_sizes(any_phase)
+    for kind, sizes in found.items():
         assert sizes == {pools[kind]}, kind
+    if "eks" in config.computes:
+        assert {"api", "worker", "migration"} <= set(found), "the pods are counted too"
     limit = config.database.connection_limit()
     assert limit is not None
     assert sum(n * pool for _, n, pool in config.connection_users()) <= limit

@@ -25,9 +25,11 @@ from cdk_constructs.eks_addons import (
 )
 from cdk_constructs.eks_cluster import gpu_nodegroup_name
 from cdk_constructs.task_queues import TaskQueues
-from phases import load_config
+from phases import ConfigError, load_config
+from phases.eks_facts import CLUSTER_AUTOSCALER_RELEASES
 from stacks.compute_eks import ComputeEksStack
 from stacks.data import DataStack
+from stacks.edge import EdgeStack
 from stacks.network import NetworkStack
 from tests.infra.conftest import Assembly
 
@@ -109,12 +111,44 @@ def test_gpu_pools_have_spot_and_on_demand_groups_on_the_nvidia_al2023_ami(
             assert group["Labels"]["aipp.io/capacity-type"] == (
                 "spot" if capacity == "spot" else "on-demand"
             )
-            assert group["ScalingConfig"] == {
-                "MinSize": bounds.min,
-                "MaxSize": bounds.max,
-                "DesiredSize": bounds.min,
-            }
+            assert group["ScalingConfig"] == {"MinSize": bounds.min, "MaxSize": bounds.max}
             assert group["InstanceTypes"] == list(pool.instance_types)
+            assert group["Labels"]["k8s.amazonaws.com/accelerator"].startswith("nvidia-")
+
+
+def test_no_node_group_has_a_template_desired_size(eks_phase: Assembly) -> None:
+    """A DesiredSize in the template is sent again whenever the bounds change, resetting the
+    group to it and draining the nodes Cluster Autoscaler added."""
+    for group in nodegroups(eks_phase).values():
+        assert "DesiredSize" not in group["ScalingConfig"]
+
+
+def test_llm_pools_have_one_gpu_memory_size() -> None:
+    with pytest.raises(ConfigError, match="one GPU memory size"):
+        load_config(
+            "3",
+            "staging",
+            {
+                "eks": {
+                    "gpu_pools": [
+                        {
+                            "name": "stt",
+                            "purpose": "stt",
+                            "instance_types": ["g6.xlarge"],
+                            "spot": {"min": 0, "max": 1},
+                            "on_demand": {"min": 0, "max": 1},
+                        },
+                        {
+                            "name": "llm",
+                            "purpose": "llm",
+                            "instance_types": ["g6e.xlarge", "g5.xlarge"],
+                            "spot": {"min": 0, "max": 1},
+                            "on_demand": {"min": 0, "max": 1},
+                        },
+                    ]
+                }
+            },
+        )
 
 
 def test_staging_and_prod_sizes_follow_the_design(assemble: Callable[..., Assembly]) -> None:
@@ -168,6 +202,8 @@ def test_launch_templates_require_imdsv2_and_encrypt_volumes(eks_phase: Assembly
     for template in templates.values():
         data = props(template)["LaunchTemplateData"]
         assert data["MetadataOptions"]["HttpTokens"] == "required"
+        # Pods cannot reach the node's credentials: they act with their IRSA role only.
+        assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
         for device in data["BlockDeviceMappings"]:
             assert device["Ebs"]["Encrypted"] is True
 
@@ -188,6 +224,42 @@ def test_every_chart_version_is_pinned(eks_phase: Assembly) -> None:
     for name, chart in charts.items():
         assert chart.get("Version"), f"chart {name} has no pinned version"
         assert chart["Repository"].startswith("https://")
+    assert charts["keda"]["Version"] == "2.20.2", "2.16 does not support Kubernetes 1.34"
+    assert charts["argo-rollouts"]["Version"] == "2.41.0"
+    assert charts["aws-load-balancer-controller"]["Version"] == "3.2.2"
+
+
+def test_cluster_autoscaler_matches_the_kubernetes_version(eks_phase: Assembly) -> None:
+    (chart,) = [
+        props(c)
+        for c in eks_phase.resources("Custom::AWSCDK-EKS-HelmChart").values()
+        if props(c)["Chart"] == "cluster-autoscaler"
+    ]
+    version = eks_phase.config.eks.kubernetes_version  # type: ignore[union-attr]
+    tag = rendered_json(chart["Values"])["image"]["tag"]
+    assert tag.startswith(f"v{version}."), "CA's minor version is the cluster's"
+    assert (chart["Version"], tag) == CLUSTER_AUTOSCALER_RELEASES[version]
+
+
+def test_a_kubernetes_version_without_a_pinned_autoscaler_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"no Cluster Autoscaler release is pinned for Kubernetes 1\.36"
+    ):
+        load_config("2", "staging", {"eks": {"kubernetes_version": "1.36"}})
+
+
+def test_argo_rollouts_reads_cloudwatch_with_its_own_role(eks_phase: Assembly) -> None:
+    (chart,) = [
+        props(c)
+        for c in eks_phase.resources("Custom::AWSCDK-EKS-HelmChart").values()
+        if props(c)["Chart"] == "argo-rollouts"
+    ]
+    values = rendered_json(chart["Values"])
+    assert values["serviceAccount"] == {"create": False, "name": "argo-rollouts"}
+    (env,) = values["controller"]["extraEnv"]
+    assert env["name"] == "AWS_REGION"
+    argo = [s for key, s in statements(eks_phase) if "ArgoRollouts" in key]
+    assert [s["Action"] for s in argo] == ["cloudwatch:GetMetricData"]
 
 
 def test_replacing_a_gpu_group_gets_a_new_name_and_keeps_its_priority() -> None:
@@ -265,6 +337,10 @@ def test_no_star_resource_unless_the_action_needs_it(eks_phase: Assembly) -> Non
         "s3:PutBucketNotification",
         "logs:PutRetentionPolicy",
         "logs:DeleteRetentionPolicy",
+        "cloudwatch:GetMetricData",  # Argo Rollouts' canary analysis
+        "elasticloadbalancing:DescribeLoadBalancers",  # finding the Ingress ALB by name
+        "route53:ListHostedZones",  # ExternalDNS; its record changes are on the zone only
+        "route53:ListTagsForResources",
     }
     conditioned = {
         "autoscaling:SetDesiredCapacity",
@@ -362,6 +438,9 @@ def build_with_addons(app: cdk.App, addons: list[Any]) -> None:
         "C",
         config=config,
         vpc=network.vpc,
+        edge=EdgeStack(app, "E", config=config),
+        audio=data.audio,
+        models=data.models,
         database=data.database,
         cache=data.cache,
         queues=queues,

@@ -32,7 +32,7 @@ def test_network_spans_two_azs_with_nat_per_env_and_flow_logs(phase1: Assembly) 
 
 def test_audio_bucket_is_private_encrypted_tls_only_and_expires_uploads(phase1: Assembly) -> None:
     buckets = phase1.resources("AWS::S3::Bucket")
-    assert len(buckets) == 2  # audio + access logs
+    assert len(buckets) == 3  # audio, models (filled before a switch to phase 2) + access logs
     for bucket in buckets.values():
         props = bucket["Properties"]
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
@@ -58,6 +58,13 @@ def test_audio_bucket_is_private_encrypted_tls_only_and_expires_uploads(phase1: 
     } in audio["LifecycleConfiguration"]["Rules"]
     (cors,) = audio["CorsConfiguration"]["CorsRules"]
     assert cors["AllowedMethods"] == ["PUT"]
+    (models,) = [
+        b["Properties"]
+        for b in buckets.values()
+        if b["Properties"].get("LoggingConfiguration", {}).get("LogFilePrefix") == "models/"
+    ]
+    assert models["BucketName"]["Fn::Join"][1][0] == f"aipp-{phase1.config.env.value}-models-"
+    assert models["VersioningConfiguration"] == {"Status": "Enabled"}
     for policy in phase1.resources("AWS::S3::BucketPolicy").values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
@@ -402,7 +409,16 @@ def test_completion_webhook_is_signed_with_a_generated_key(
     (worker,) = workers
     env = {e["Name"]: e["Value"] for e in worker["Environment"]}
     assert env["WEBHOOK_URL"] == "https://hooks.example.com/aipp"
-    assert "WEBHOOK_SECRET" in {s["Name"] for s in worker["Secrets"]}
+    assert "WebhookSigningKey" in json.dumps(env["WEBHOOK_SECRET_ARN"]), "the key is read by ARN"
+    assert not worker.get("Secrets"), "no secret value is injected into the task definition"
+    reads = [
+        s
+        for key, policy in assembly.resources("AWS::IAM::Policy").items()
+        if "Worker" in key
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "WebhookSigningKey" in json.dumps(s["Resource"])
+    ]
+    assert reads, "the worker's role may read the key"
     api = [
         c
         for t in assembly.resources("AWS::ECS::TaskDefinition").values()

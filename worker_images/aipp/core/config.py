@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=6379, ge=1, le=65535, description="Redis port")
     redis_tls: bool = Field(default=False, description="true in AWS")
     redis_auth_token: str | None = Field(default=None, repr=False, description="Redis AUTH")
+    redis_auth_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager secret holding the Redis AUTH token: read once at start"
+        " with the process's own role (wins over REDIS_AUTH_TOKEN)",
+    )
 
     audio_bucket: str = Field(default="aipp-audio-local", min_length=3, description="S3 bucket")
     stt_queue_url: str = Field(
@@ -214,6 +219,11 @@ class Settings(BaseSettings):
     )
     webhook_secret: str | None = Field(
         default=None, repr=False, description="HMAC-SHA256 key for the webhook signature"
+    )
+    webhook_secret_arn: str | None = Field(
+        default=None,
+        description="Secrets Manager secret holding the webhook key: read once at start with the"
+        " process's own role (wins over WEBHOOK_SECRET)",
     )
 
     # --- AI providers --------------------------------------------------------------------------
@@ -359,9 +369,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the environment; exit with one clear message per bad variable."""
+    """Read and validate the environment; exit with one clear message per bad variable.
+
+    Secrets named by ARN (REDIS_AUTH_SECRET_ARN, WEBHOOK_SECRET_ARN) are read here, once, so a
+    process that cannot read one stops at start with one line naming it.
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -370,6 +384,46 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(
             "invalid configuration from the environment:\n" + "\n".join(lines)
         ) from None
+    return with_secrets_by_arn(settings)
+
+
+# Settings filled from a Secrets Manager secret named by another setting.
+SECRETS_BY_ARN = {
+    "redis_auth_secret_arn": "redis_auth_token",
+    "webhook_secret_arn": "webhook_secret",
+}
+
+
+def with_secrets_by_arn(settings: Settings) -> Settings:
+    """A copy with each secret named by ARN read into its value setting (the secret string)."""
+    wanted = {
+        arn_field: value_field
+        for arn_field, value_field in SECRETS_BY_ARN.items()
+        if getattr(settings, arn_field)
+    }
+    if not wanted:
+        return settings
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - only when used
+
+    from aipp.core.aws import secrets_client  # noqa: PLC0415 - aws imports this module
+
+    client = secrets_client(settings)
+    update = {}
+    for arn_field, value_field in wanted.items():
+        arn = getattr(settings, arn_field)
+        try:
+            secret = client.get_secret_value(SecretId=arn)
+        except ClientError as exc:
+            reason = exc.response.get("Error", {}).get("Code", "error")
+            raise SettingsError(
+                f"{arn_field.upper()}: cannot read secret {arn}: {reason}"
+            ) from None
+        except BotoCoreError as exc:
+            raise SettingsError(f"{arn_field.upper()}: cannot read secret {arn}: {exc}") from None
+        if "SecretString" not in secret:
+            raise SettingsError(f"{arn_field.upper()}: secret {arn} has no string value")
+        update[value_field] = secret["SecretString"]
+    return settings.model_copy(update=update)
 
 
 @lru_cache(maxsize=1)
