@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token, region_info
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -59,6 +59,30 @@ class AudioBucket(Construct):
         self.log_bucket = self._log_bucket(config, removal)
         self.bucket = self._audio_bucket(config.bucket, removal)
         self._acknowledge_notifications_handler()
+
+    def allow_load_balancer_logs(self, prefix: str) -> str | None:
+        """Let Elastic Load Balancing write access logs under `prefix` in the log bucket, for a
+        load balancer CDK does not own (the Ingress ALB); returns the bucket's name. Same
+        principal as CDK's own `log_access_logs`: the region's ELB account, or the log delivery
+        service in regions opened since August 2022. An environment-agnostic synth (no config
+        `region`) cannot name that account: None, and access logs stay off, as on ECS."""
+        region = Stack.of(self).region
+        if Token.is_unresolved(region):
+            return None
+        account = region_info.RegionInfo.get(region).elbv2_account
+        principal: iam.IPrincipal = (
+            iam.AccountPrincipal(account)
+            if account
+            else iam.ServicePrincipal("logdelivery.elasticloadbalancing.amazonaws.com")
+        )
+        self.log_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                principals=[principal],
+                resources=[self.log_bucket.arn_for_objects(f"{prefix}/AWSLogs/{Aws.ACCOUNT_ID}/*")],
+            )
+        )
+        return self.log_bucket.bucket_name
 
     def _log_bucket(self, config: PhaseConfig, removal: RemovalPolicy) -> s3.Bucket:
         settings: BucketConfig = config.bucket

@@ -41,6 +41,7 @@ from phases import PhaseConfig
 MODEL_SERVER_DIR = REPO_ROOT / "model_server"
 PLATFORM = ecr_assets.Platform.LINUX_AMD64
 SYSTEM_POOL = "system"
+ALB_LOG_PREFIX = "alb-eks"  # the ECS ALB logs under "alb"
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ class PlatformWorkloads(Construct):
         cache.auth_secret.grant_read(api_sa.role)
         grant_api(api_sa.role, bucket=audio.bucket_name, send_to=send_to)
         domain = config.edge.domain
+        log_bucket = audio.allow_load_balancer_logs(ALB_LOG_PREFIX)
         network = self._apply(
             "ApiNetwork",
             *api_k8s.services(),
@@ -229,6 +231,8 @@ class PlatformWorkloads(Construct):
                         "env": config.env.value,
                         "phase": str(int(config.phase)),
                     },
+                    # its own prefix: during a switch both computes' ALBs log side by side
+                    access_logs=(log_bucket, ALB_LOG_PREFIX) if log_bucket else None,
                     hostname=domain.name if domain is not None else None,
                     dns_weight=config.traffic_percent("eks"),
                 )

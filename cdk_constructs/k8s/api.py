@@ -54,8 +54,21 @@ class IngressSettings:
     web_acl_arn: str
     certificate_arn: str | None
     tags: Mapping[str, str]
+    access_logs: tuple[str, str] | None = None  # (bucket, prefix) for the ALB's access logs
     hostname: str | None = None  # ExternalDNS's weighted record, with `edge.domain`
     dns_weight: int = 100
+
+
+def _load_balancer_attributes(access_logs: tuple[str, str] | None) -> str:
+    attributes = {"routing.http.drop_invalid_header_fields.enabled": "true"}
+    if access_logs is not None:
+        bucket, prefix = access_logs
+        attributes |= {
+            "access_logs.s3.enabled": "true",
+            "access_logs.s3.bucket": bucket,
+            "access_logs.s3.prefix": prefix,
+        }
+    return ",".join(f"{k}={v}" for k, v in attributes.items())
 
 
 def canary_steps(canary: Canary) -> list[Manifest]:
@@ -111,9 +124,7 @@ def ingress(settings: IngressSettings) -> Manifest:
         f"{prefix}/wafv2-acl-arn": settings.web_acl_arn,
         f"{prefix}/healthcheck-path": HEALTH_PATH,
         f"{prefix}/success-codes": "200",
-        f"{prefix}/load-balancer-attributes": (
-            "routing.http.drop_invalid_header_fields.enabled=true"
-        ),
+        f"{prefix}/load-balancer-attributes": _load_balancer_attributes(settings.access_logs),
         f"{prefix}/target-group-attributes": "deregistration_delay.timeout_seconds=30",
         f"{prefix}/tags": ",".join(f"{k}={v}" for k, v in sorted(settings.tags.items())),
         f"{prefix}/listen-ports": json.dumps(

@@ -229,6 +229,30 @@ def test_api_ingress_is_public_behind_the_web_acl_with_a_fixed_name(eks_phase: A
     assert [p["backend"]["service"]["name"] for p in paths] == ["hide-metrics", "api-stable"]
 
 
+def test_the_ingress_load_balancer_writes_access_logs_the_bucket_accepts(
+    eks_phase: Assembly,
+) -> None:
+    """With a configured region (the prod example); without one, off, as on ECS."""
+    notes = of_kind(eks_phase, "Ingress")["api"]["metadata"]["annotations"]
+    attributes = dict(
+        kv.split("=", 1)
+        for kv in notes["alb.ingress.kubernetes.io/load-balancer-attributes"].split(",")
+    )
+    if not eks_phase.config.region:
+        assert "access_logs.s3.enabled" not in attributes
+        return
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert "AudioAccessLogs" in attributes["access_logs.s3.bucket"]
+    prefix = attributes["access_logs.s3.prefix"]
+    writes = [
+        render(s["Resource"])
+        for policy in eks_phase.resources("AWS::S3::BucketPolicy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and s.get("Action") == "s3:PutObject"
+    ]
+    assert any(f"/{prefix}/AWSLogs/" in w and "AudioAccessLogs" in w for w in writes)
+
+
 def test_with_a_domain_the_ingress_gets_https_and_its_weighted_record(
     assemble: Callable[..., Assembly],
 ) -> None:
