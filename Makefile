@@ -49,6 +49,11 @@ phase-diff: install ## every step of moving ENV between phases, checked offline:
 	@test -n "$(FROM)" && test -n "$(TO)" || { echo "usage: make phase-diff ENV=<staging|prod> FROM=<n> TO=<n> [OVERRIDES=@file]" >&2; exit 2; }
 	@$(PY) -m tools.phase_diff --env $(ENV) --from $(FROM) --to $(TO) $(if $(OVERRIDES),--overrides '$(OVERRIDES)')
 
+.PHONY: diff-base
+diff-base: install ## offline diff of the working tree against a git ref, every phase x env: make diff-base BASE=main
+	@test -n "$(BASE)" || { echo "usage: make diff-base BASE=<git ref> [PAIRS='1:prod 2:prod']" >&2; exit 2; }
+	@$(PY) -m tools.diff_base --base '$(BASE)' $(foreach p,$(PAIRS),--pair $(p))
+
 # Every Dockerfile and every workflow of the repository, tracked or new.
 DOCKERFILES = $(shell git ls-files --cached --others --exclude-standard -- 'Dockerfile*' '**/Dockerfile*' '*.Dockerfile')
 WORKFLOWS = $(shell git ls-files --cached --others --exclude-standard -- '.github/workflows/*.yml' '.github/workflows/*.yaml')
