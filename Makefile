@@ -141,7 +141,7 @@ dev: install services ## the whole pipeline locally: moto, API on :8000 and the 
 
 .PHONY: demo
 demo: install services ## a spoken sample through the real API and worker: transcript, summary, timings
-	@$(RUNTIME_ENV) $(PY) tools/demo.py
+	@$(RUNTIME_ENV) $(PY) -m tools.demo
 
 .PHONY: bench-pipeline
 bench-pipeline: install services ## pipeline throughput and per-task overhead, 1 and 2 workers (instant providers)

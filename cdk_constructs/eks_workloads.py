@@ -27,19 +27,24 @@ from cdk_constructs.audio_bucket import AudioBucket, ModelsBucket, grant_objects
 from cdk_constructs.database import Database
 from cdk_constructs.eks_cluster import PlatformCluster, as_icluster
 from cdk_constructs.grants import grant_api, grant_worker
+from cdk_constructs.images import PLATFORM, image_asset
 from cdk_constructs.k8s import MODEL_SERVER_PORT, NAMESPACE, Manifest, namespace
 from cdk_constructs.k8s import api as api_k8s
 from cdk_constructs.k8s import migration as migration_k8s
 from cdk_constructs.k8s import workers as workers_k8s
 from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_function
-from cdk_constructs.paths import DOCKERFILE, REPO_ROOT
+from cdk_constructs.paths import REPO_ROOT
 from cdk_constructs.redis_cache import RedisCache
-from cdk_constructs.runtime_env import ModelServer, platform_endpoints, runtime_environment
+from cdk_constructs.runtime_env import (
+    RELEASE,
+    ModelServer,
+    platform_endpoints,
+    runtime_environment,
+)
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig
 
 MODEL_SERVER_DIR = REPO_ROOT / "model_server"
-PLATFORM = ecr_assets.Platform.LINUX_AMD64
 SYSTEM_POOL = "system"
 ALB_LOG_PREFIX = "alb-eks"  # the ECS ALB logs under "alb"
 
@@ -58,7 +63,8 @@ def load_balancer_name(config: PhaseConfig) -> str:
 
 class PlatformWorkloads(Construct):
     """Exposes `images`, `service_accounts` (by workload), `manifests` (by name),
-    `load_balancer_full_name` (the ALB's CloudWatch `LoadBalancer` dimension) and
+    `load_balancer_full_name` (the ALB's CloudWatch `LoadBalancer` dimension),
+    `load_balancer_dns_name` (the address the Ingress got) and
     `grace_seconds` (the workers' termination grace period)."""
 
     def __init__(
@@ -170,13 +176,16 @@ class PlatformWorkloads(Construct):
             migration_k8s.migration_job(
                 image=self.images.api.image_uri,
                 image_hash=self.images.api.asset_hash,
-                env=runtime_environment(
-                    config,
-                    self.endpoints,
-                    kind="migration",
-                    ai=self.ai,
-                    master_secret_arn=database.master_secret.secret_arn,
-                ),
+                env={
+                    **runtime_environment(
+                        config,
+                        self.endpoints,
+                        kind="migration",
+                        ai=self.ai,
+                        master_secret_arn=database.master_secret.secret_arn,
+                    ),
+                    RELEASE: self.images.api.asset_hash,
+                },
                 system_pool=SYSTEM_POOL,
             ),
         )
@@ -247,7 +256,10 @@ class PlatformWorkloads(Construct):
             api_k8s.analysis_template(canary.max_5xx_ratio),
             api_k8s.rollout(
                 image=self.images.api.image_uri,
-                env=runtime_environment(config, self.endpoints, kind="api", ai=self.ai),
+                env={
+                    **runtime_environment(config, self.endpoints, kind="api", ai=self.ai),
+                    RELEASE: self.images.api.asset_hash,
+                },
                 canary=canary,
                 load_balancer_dimension=self.load_balancer_full_name,
                 migration_job=migration_k8s.job_name(self.images.api.asset_hash),
@@ -315,21 +327,24 @@ class PlatformWorkloads(Construct):
                 workers_k8s.rollout(
                     task_type=task_type.value,
                     image=self.images.worker.image_uri,
-                    env=runtime_environment(
-                        config,
-                        self.endpoints,
-                        kind="worker",
-                        ai=self.ai,
-                        worker=pair,
-                        concurrency=eks_config.worker_concurrency,
-                        model_servers={
-                            task_type: ModelServer(
-                                url=f"http://127.0.0.1:{MODEL_SERVER_PORT}",
-                                model=server_config.model,
-                            )
-                        },
-                        shutdown_grace_seconds=config.queues.longest_job_seconds,
-                    ),
+                    env={
+                        **runtime_environment(
+                            config,
+                            self.endpoints,
+                            kind="worker",
+                            ai=self.ai,
+                            worker=pair,
+                            concurrency=eks_config.worker_concurrency,
+                            model_servers={
+                                task_type: ModelServer(
+                                    url=f"http://127.0.0.1:{MODEL_SERVER_PORT}",
+                                    model=server_config.model,
+                                )
+                            },
+                            shutdown_grace_seconds=config.queues.longest_job_seconds,
+                        ),
+                        RELEASE: self.images.worker.asset_hash,
+                    },
                     server=workers_k8s.ModelServerSpec(
                         image=self.images.model_server.image_uri,
                         model=server_config.model,
@@ -373,14 +388,7 @@ class PlatformWorkloads(Construct):
 
     def _image(self, construct_id: str, *, target: str) -> ecr_assets.DockerImageAsset:
         """The ECS images' Dockerfile and target, as an image asset (synth needs no Docker)."""
-        return ecr_assets.DockerImageAsset(
-            self,
-            construct_id,
-            directory=str(REPO_ROOT),
-            file=DOCKERFILE,
-            target=target,
-            platform=PLATFORM,
-        )
+        return image_asset(self, construct_id, target=target)
 
     def _apply(self, name: str, *manifests: Manifest) -> eks.KubernetesManifest:
         applied = self.cluster.add_manifest(f"K8s{name}", *manifests)
@@ -401,6 +409,7 @@ class PlatformWorkloads(Construct):
             timeout=Duration.minutes(10),
         )
         address.node.add_dependency(ingress)
+        self.load_balancer_dns_name = address.value
         name = load_balancer_name(config)
         lookup = cr.AwsCustomResource(
             self,

@@ -9,14 +9,16 @@ from aws_cdk import Duration, Stack, Token, Validations
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_constructs.images import ecs_image
+from cdk_constructs.images import image_asset
 from cdk_constructs.nag import acknowledge
+from cdk_constructs.runtime_env import RELEASE
 from cdk_constructs.task_queues import QueuePair
 from phases.models import ApiServiceConfig, WorkerServiceConfig
 
@@ -37,8 +39,11 @@ def task_definition(
     command: list[str] | None = None,
     port: int | None = None,
     health_check: list[str] | None = None,
+    image: ecr_assets.DockerImageAsset | None = None,
 ) -> ecs.FargateTaskDefinition:
-    """A one-container task definition for a Dockerfile target, logging to `log_group`."""
+    """A one-container task definition for a Dockerfile target (its image made here unless
+    given), logging to `log_group`; the process learns its release (`APP_RELEASE`)."""
+    image = image or image_asset(scope, f"{construct_id}Image", target=target)
     task = ecs.FargateTaskDefinition(
         scope,
         construct_id,
@@ -54,9 +59,9 @@ def task_definition(
     task.add_volume(name="tmp")
     container = task.add_container(
         "App",
-        image=ecs_image(target),
+        image=ecs.ContainerImage.from_docker_image_asset(image),
         command=command,
-        environment=environment,
+        environment={**environment, RELEASE: image.asset_hash},
         secrets=secrets,
         logging=ecs.LogDriver.aws_logs(stream_prefix=target, log_group=log_group),
         port_mappings=[ecs.PortMapping(container_port=port)] if port else None,
@@ -124,7 +129,8 @@ def rolling_service(
 class ApiService(Construct):
     """The task API on Fargate behind an internet-facing ALB, autoscaled on CPU.
 
-    Exposes `service`, `load_balancer`, `target_group`, `task_definition`.
+    Exposes `service`, `load_balancer`, `target_group`, `task_definition` and `release` (the
+    image's asset hash, which `/healthz` reports).
     """
 
     def __init__(
@@ -142,12 +148,15 @@ class ApiService(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         vpc = cluster.vpc
+        image = image_asset(self, "Image", target="api")
+        self.release = image.asset_hash
         self.task_definition = task_definition(
             self,
             "Task",
             cpu=config.cpu,
             memory_mib=config.memory_mib,
             target="api",
+            image=image,
             environment=environment,
             secrets=secrets,
             log_group=log_group,

@@ -9,18 +9,24 @@ built by `cdk deploy` (or CI); `cdk synth` only fingerprints the sources and nee
 from __future__ import annotations
 
 from aws_cdk import aws_ecr_assets as ecr_assets
-from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
 
 from cdk_constructs.paths import DOCKERFILE, REPO_ROOT
 
 PLATFORM = ecr_assets.Platform.LINUX_AMD64
 
 
-def ecs_image(target: str) -> ecs.ContainerImage:
-    """An ECS image for a Dockerfile target (`api`, `worker`)."""
-    return ecs.ContainerImage.from_asset(
-        str(REPO_ROOT), file=DOCKERFILE, target=target, platform=PLATFORM
+def image_asset(scope: Construct, construct_id: str, *, target: str) -> ecr_assets.DockerImageAsset:
+    """The image of a Dockerfile target (`api`, `worker`) for ECS or EKS. Its `asset_hash`
+    names the release: it changes exactly when what goes into the image changes."""
+    return ecr_assets.DockerImageAsset(
+        scope,
+        construct_id,
+        directory=str(REPO_ROOT),
+        file=DOCKERFILE,
+        target=target,
+        platform=PLATFORM,
     )
 
 

@@ -20,6 +20,10 @@ from phases.models import AiConfig
 
 Kind = Literal["api", "worker", "migration", "upload_check"]
 
+# The release a process runs (its image's asset hash); the API reports it on `/healthz`, and the
+# delivery pipeline's smoke step waits until every answer names the new one.
+RELEASE = "APP_RELEASE"
+
 # Where the images keep the RDS CA bundle the runtime verifies the database's certificate with.
 RDS_CA_BUNDLE = "/opt/aipp/certs/rds-global-bundle.pem"
 

@@ -33,13 +33,14 @@ from cdk_constructs.retention import retention
 from cdk_constructs.runtime_env import platform_endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig
-from stacks.edge import EdgeStack, hosted_zone
+from stacks.edge import EdgeStack, api_outputs, hosted_zone
 
 FIVE_MINUTES = Duration.minutes(5)
 
 
 class ComputeEcsStack(Stack):
-    """Exposes `cluster`, `migration`, `api`, `workers` (one per queue it consumes), `alarms`."""
+    """Exposes `cluster`, `migration`, `api`, `workers` (one per queue it consumes), `alarms`
+    and `outputs` (the API's URL and release, for the delivery pipeline)."""
 
     def __init__(
         self,
@@ -106,6 +107,13 @@ class ComputeEcsStack(Stack):
         )
         for service in (self.api.service, *(w.service for w in self.workers)):
             service.node.add_dependency(self.migration.run)
+        self.outputs = api_outputs(
+            self,
+            config,
+            host=self.api.load_balancer.load_balancer_dns_name,
+            https=edge.certificate_arn is not None,
+            release=self.api.release,
+        )
         self.alarms = Alarms(self, alarm_topic)
         self._observe()
 

@@ -26,14 +26,15 @@ from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig
-from stacks.edge import EdgeStack
+from stacks.edge import ApiOutputs, EdgeStack, api_outputs
 
 FIVE_MINUTES = Duration.minutes(5)
 
 
 class ComputeEksStack(Stack):
     """Exposes `platform` (`PlatformCluster`), `addons` (by name), `workloads`
-    (`PlatformWorkloads`), `application_logs` and `alarms`."""
+    (`PlatformWorkloads`), `application_logs`, `alarms` and `outputs` (the API's URL and
+    release, for the delivery pipeline; None without workloads)."""
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class ComputeEksStack(Stack):
             self.addons["container-insights"].node.add_dependency(self.application_logs)
 
         self.workloads: PlatformWorkloads | None = None
+        self.outputs: ApiOutputs | None = None
         required = {"aws-load-balancer-controller", "argo-rollouts", "keda", "metrics-server"}
         if required | {"nvidia-device-plugin"} <= set(self.addons):
             self.workloads = PlatformWorkloads(
@@ -107,6 +109,13 @@ class ComputeEksStack(Stack):
                 cache=cache,
                 queues=queues,
                 webhook_key=webhook_key,
+            )
+            self.outputs = api_outputs(
+                self,
+                config,
+                host=self.workloads.load_balancer_dns_name,
+                https=edge.certificate_arn is not None,
+                release=self.workloads.images.api.asset_hash,
             )
         self.alarms = Alarms(self, alarm_topic)
         self._observe()

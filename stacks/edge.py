@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, CfnOutput, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
@@ -32,6 +33,32 @@ def hosted_zone(scope: Construct, domain: DomainConfig) -> route53.IHostedZone:
     """The zone of the API's address, from config (no lookup, no credentials at synth)."""
     return route53.HostedZone.from_hosted_zone_attributes(
         scope, "Zone", hosted_zone_id=domain.hosted_zone_id, zone_name=domain.hosted_zone_name
+    )
+
+
+@dataclass(frozen=True)
+class ApiOutputs:
+    """A compute stack's `ApiUrl` and `ApiRelease` outputs: where the delivery pipeline's smoke
+    step reaches that compute's API, and the release every answer must report after a deploy."""
+
+    url: CfnOutput
+    release: CfnOutput
+
+
+def api_outputs(
+    stack: Stack, config: PhaseConfig, *, host: str, https: bool, release: str
+) -> ApiOutputs:
+    """The API's stable address with `edge.domain`, else its load balancer's DNS name."""
+    domain = config.edge.domain
+    url = f"https://{domain.name}" if domain else f"{'https' if https else 'http'}://{host}"
+    return ApiOutputs(
+        url=CfnOutput(stack, "ApiUrl", value=url, description="the task API's base URL"),
+        release=CfnOutput(
+            stack,
+            "ApiRelease",
+            value=release,
+            description="the API image's asset hash, which GET /healthz reports",
+        ),
     )
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from tools.smoke import Progress, SmokeFailed, wait_until_done
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "worker_images" / "samples" / "demo.wav"
 API = os.environ.get("DEMO_API", "http://127.0.0.1:8000")
@@ -78,22 +80,16 @@ def run() -> None:
     print(f"sample: {origin} ({len(audio) // 1024} KiB): {TEXT!r}")
     headers = {"Authorization": f"Bearer {api_key()}"}
     with httpx.Client(base_url=API, headers=headers, timeout=30) as client:
-        start = time.monotonic()
+        progress = Progress(started=time.monotonic())
         created = client.post("/v1/tasks", files={"file": ("demo.wav", audio, "audio/wav")})
         created.raise_for_status()
         task_id = created.json()["id"]
-        seen = {"queued": time.monotonic()}
-        state = "queued"
-        deadline = start + 300
-        while state not in {"completed", "failed"}:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"task {task_id} still {state} after 5 minutes")
-            time.sleep(0.05)
-            state = client.get(f"/v1/tasks/{task_id}").json()["state"]
-            seen.setdefault(state, time.monotonic())
-        if state == "failed":
-            raise SystemExit(f"task failed: {client.get(f'/v1/tasks/{task_id}').json()}")
-        result = client.get(f"/v1/tasks/{task_id}/result").json()
+        progress.seen["queued"] = time.monotonic()
+        try:
+            result = wait_until_done(client, task_id, progress, timeout=300, every=0.05)
+        except SmokeFailed as exc:
+            raise SystemExit(str(exc)) from None
+    start, seen = progress.started, progress.seen
     done = seen["completed"]
     transcribing = seen.get("transcribing", seen["queued"])
     summarizing = seen.get("summarizing", done)

@@ -14,10 +14,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aipp.core.config import Settings
@@ -113,6 +115,53 @@ def worker_env(settings: Settings, queues: Queues, **overrides: Any) -> dict[str
     )
     env.update({k.upper(): str(v) for k, v in overrides.items()})
     return env
+
+
+@contextmanager
+def dev_stack(settings: Settings, aws: AwsNames, log: Path, **overrides: Any) -> Iterator[str]:
+    """`WITH_WORKER=1 dev-api.sh` (what `make dev` runs: the API, a worker with the local
+    providers, the S3-events stand-in) on the test's moto, database and a new queue pair; its
+    base URL. Stopped like Ctrl-C in a terminal when the block ends; its output is printed when
+    the block fails."""
+    api_port = free_port()
+    env = worker_env(
+        settings,
+        make_queues(aws),
+        stt_provider="pocketsphinx",
+        llm_provider="extractive",
+        worker_concurrency=2,
+        log_level="WARNING",
+        **overrides,
+    )
+    env.update(
+        PY=sys.executable,
+        WITH_WORKER="1",
+        MOTO_PORT=str(urlsplit(aws.endpoint).port),  # already listening: the script reuses it
+        API_PORT=str(api_port),
+    )
+    with log.open("wb") as out:
+        dev = subprocess.Popen(
+            ["bash", str(ROOT / "worker_images" / "dev-api.sh")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the whole group, as in a terminal
+        )
+    try:
+        wait_listening(api_port, dev, 90)
+        yield f"http://127.0.0.1:{api_port}"
+    except BaseException:
+        print(log.read_text(errors="replace")[-6000:])
+        raise
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGINT)
+            try:
+                dev.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(dev.pid, signal.SIGKILL)
+                dev.wait(timeout=10)
 
 
 @dataclass

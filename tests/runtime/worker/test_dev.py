@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from aipp.core.aws import s3_client
@@ -18,8 +13,8 @@ from aipp.core.db import Database
 from aipp.dev.s3_events import Bridge
 from upload_handler.handler import objects_in
 
-from ..conftest import ON_SESSION_LOOP, AwsNames, aws_client, free_port, new_key, wait_listening
-from .conftest import ROOT, SAMPLE_WAV, eventually, make_queues, worker_env
+from ..conftest import ON_SESSION_LOOP, AwsNames, aws_client, new_key
+from .conftest import SAMPLE_WAV, dev_stack, eventually
 
 pytestmark = ON_SESSION_LOOP
 
@@ -62,37 +57,9 @@ async def test_make_dev_takes_a_presigned_upload_to_completed(
     settings: Settings, db: Database, aws: AwsNames, tmp_path: Path
 ) -> None:
     """`WITH_WORKER=1 dev-api.sh` (what `make dev` runs), on the test's moto, database and queue."""
-    api_port = free_port()
-    env = worker_env(
-        settings,
-        make_queues(aws),
-        stt_provider="pocketsphinx",
-        llm_provider="extractive",
-        worker_concurrency=2,
-        log_level="WARNING",
-    )
-    env.update(
-        PY=sys.executable,
-        WITH_WORKER="1",
-        MOTO_PORT=str(urlsplit(aws.endpoint).port),  # already listening: the script reuses it
-        API_PORT=str(api_port),
-    )
-    log = tmp_path / "dev.log"
-    with log.open("wb") as out:
-        dev = subprocess.Popen(
-            ["bash", str(ROOT / "worker_images" / "dev-api.sh")],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the whole group, as in a terminal
-        )
-    try:
-        wait_listening(api_port, dev, 90)
+    with dev_stack(settings, aws, tmp_path / "dev.log") as url:
         audio = SAMPLE_WAV.read_bytes()
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{api_port}", headers=await new_key(db), timeout=30
-        ) as api:
+        async with httpx.AsyncClient(base_url=url, headers=await new_key(db), timeout=30) as api:
             created = await api.post(
                 "/v1/tasks",
                 json={
@@ -118,14 +85,3 @@ async def test_make_dev_takes_a_presigned_upload_to_completed(
         words = set(result["transcript"].split())
         assert len(words & {"sunny", "warm", "office", "tomorrow", "morning"}) >= 3, result
         assert result["summary"]
-    except BaseException:
-        print(log.read_text(errors="replace")[-6000:])
-        raise
-    finally:
-        if dev.poll() is None:
-            os.killpg(dev.pid, signal.SIGINT)
-            try:
-                dev.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(dev.pid, signal.SIGKILL)
-                dev.wait(timeout=10)

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="a task unchanged and unlocked this long gets its queue message again",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR")
+    app_release: str = Field(
+        default="local",
+        min_length=1,
+        description="the release this process runs (the stacks set its image's asset hash);"
+        " /healthz reports it",
+    )
     max_header_bytes: int = Field(default=8192, ge=1024, description="largest request header")
     dependency_timeout_seconds: float = Field(default=3.0, gt=0, description="per call")
 

@@ -21,7 +21,7 @@ pytestmark = ON_SESSION_LOOP
 
 
 async def test_healthz_and_readyz_with_everything_up(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/healthz")).json() == {"status": "ok", "release": "local"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "s3": "ok", "queue": "ok"}

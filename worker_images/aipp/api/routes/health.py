@@ -19,9 +19,13 @@ router = APIRouter(tags=["health"])
 log = logging.getLogger("aipp.api")
 
 
-@router.get("/healthz", summary="The process is alive", responses=errors())
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/healthz",
+    summary="The process is alive, and the release it runs (its image's asset hash)",
+    responses=errors(),
+)
+async def healthz(services: ServicesDep) -> dict[str, str]:
+    return {"status": "ok", "release": services.settings.app_release}
 
 
 @router.get(
