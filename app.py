@@ -2,7 +2,8 @@
 """CDK entry point: `cdk synth -c phase=<1|2|3|mvp|growth|scale> -c env=<staging|prod>`.
 
 `-c transition=<from phase>:<expand|cutover|retire>[:<traffic %>]` stages a switch between ECS
-and EKS (docs/phase-switch.md).
+and EKS (docs/phase-switch.md). `-c delivery=@config/delivery.json` builds the delivery pipeline
+instead (stacks/delivery.py): deployed once per account, it deploys every environment.
 
 Reads the context once, builds the validated `PhaseConfig`, adds the phase's stacks and runs
 cdk-nag's AwsSolutions checks on every synth. A bad value exits non-zero with one line.
@@ -21,7 +22,9 @@ from cdk_nag import AwsSolutionsChecks
 
 from cdk_constructs.eks_addons import AddonDependencyError
 from phases import ConfigError, PhaseConfig, load_config
+from phases.delivery import load_delivery
 from stacks import build_platform
+from stacks.delivery import DeliveryStack, build_delivery
 from stacks.sizing import auto_config
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
@@ -33,7 +36,15 @@ def cdk_json_context() -> dict[str, Any]:
     return context
 
 
-CONTEXT_KEYS = ("phase", "env", "overrides", "transition", "tasks_per_month", "avg_audio_minutes")
+CONTEXT_KEYS = (
+    "phase",
+    "env",
+    "overrides",
+    "transition",
+    "tasks_per_month",
+    "avg_audio_minutes",
+    "delivery",
+)
 
 
 def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
@@ -79,16 +90,45 @@ def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.
             "`region` and `network.availability_zones` name them (see docs/operations.md)",
             file=sys.stderr,
         )
+    _name_the_zones(app, config)
     stacks = build_platform(app, config)
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return config, stacks
 
 
+def _name_the_zones(app: cdk.App, config: PhaseConfig) -> None:
+    """An environment in a named account and region that names its availability zones needs no
+    lookup of them: CDK is told, so synth needs no AWS credentials (the delivery pipeline's
+    synth has none in the environments' accounts)."""
+    zones = list(config.network.availability_zones)
+    if config.account and config.region and zones:
+        key = f"availability-zones:account={config.account}:region={config.region}"
+        if app.node.try_get_context(key) is None:
+            app.node.set_context(key, zones)
+
+
+def build_delivery_app(app: cdk.App, *, nag: bool = True) -> DeliveryStack:
+    """The delivery pipeline and its stages, from `-c delivery=` (JSON or @file); each
+    environment's phase and overrides come from there, not from `-c phase/env/overrides`."""
+    check_context_keys(list(app.node.get_all_context()))
+    for key in ("overrides", "transition", "tasks_per_month", "avg_audio_minutes"):
+        if app.node.try_get_context(key) is not None:
+            raise ConfigError(f"-c {key} does not apply with -c delivery: set it per environment")
+    value = app.node.try_get_context("delivery")
+    stack = build_delivery(app, load_delivery(value), str(value))
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack
+
+
 def main() -> int:
     app = cdk.App()
     try:
-        build_app(app)
+        if app.node.try_get_context("delivery") is not None:
+            build_delivery_app(app)
+        else:
+            build_app(app)
     except (ConfigError, AddonDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -171,14 +171,14 @@ def _with_previous_phase(tree: Tree, phase: Phase, env: Env, user: Tree) -> Tree
     return tree
 
 
-def describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError, model: type[BaseModel] = PhaseConfig) -> str:
     """One line per config mistake: `field.path: what is wrong (valid: ...)`, first one first."""
     parts = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field (valid: {', '.join(_fields_at(err['loc'][:-1]))})"
+            msg = f"unknown field (valid: {', '.join(_fields_at(err['loc'][:-1], model))})"
         elif err["type"] == "missing":
             msg = "required field is missing"
         # Whole-config checks name their fields themselves.
@@ -187,9 +187,8 @@ def describe(exc: ValidationError) -> str:
     return f"invalid config: {parts[0]}{more}"
 
 
-def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The field names valid at a location of the PhaseConfig tree."""
-    model: type[BaseModel] = PhaseConfig
+def _fields_at(loc: tuple[int | str, ...], model: type[BaseModel]) -> list[str]:
+    """The field names valid at a location of a config tree (PhaseConfig's by default)."""
     for part in loc:
         if isinstance(part, int):
             continue

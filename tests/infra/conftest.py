@@ -14,9 +14,10 @@ import pytest
 from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 
-from app import build_app, cdk_json_context
+from app import build_app, build_delivery_app, cdk_json_context
 from phases import Env, PhaseConfig
 from phases.loader import deep_merge, example_overrides
+from stacks.delivery import DeliveryStack
 
 HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -121,3 +122,30 @@ def any_phase(
 ) -> Iterator[Assembly]:
     phase, env = request.param.split("-")
     yield assemble(phase, env)
+
+
+@dataclass
+class DeliveryAssembly:
+    """The delivery pipeline's app: its stack object, template and nag report."""
+
+    stack: DeliveryStack
+    outdir: Path
+    template: dict[str, Any]
+    findings: list[str]
+
+
+@pytest.fixture(scope="session")
+def delivery(tmp_path_factory: pytest.TempPathFactory) -> DeliveryAssembly:
+    """`cdk synth -c delivery=@config/delivery.example.json`, as `make synth` builds it."""
+    outdir = tmp_path_factory.mktemp("delivery")
+    context = {**cdk_json_context(), "delivery": "@config/delivery.example.json"}
+    app = cdk.App(outdir=str(outdir), context=context)
+    stack = build_delivery_app(app, nag=False)
+    report = AwsSolutionsChecks().validate_scope(app)
+    findings = [
+        f"{v.rule_name}: {r.construct_path}"
+        for v in report.violations
+        for r in v.violating_resources
+    ]
+    path = app.synth().get_stack_by_name(stack.stack_name).template_full_path
+    return DeliveryAssembly(stack, outdir, json.loads(Path(path).read_text()), findings)
