@@ -59,7 +59,7 @@ DOCKERFILES = $(shell git ls-files --cached --others --exclude-standard -- 'Dock
 WORKFLOWS = $(shell git ls-files --cached --others --exclude-standard -- '.github/workflows/*.yml' '.github/workflows/*.yaml')
 
 .PHONY: lint
-lint: install ## ruff, mypy, import contracts, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows)
+lint: install ## ruff, mypy, import contracts, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows, compose)
 	ruff check .
 	ruff format --check .
 	mypy
@@ -68,6 +68,7 @@ lint: install ## ruff, mypy, import contracts, hadolint (every Dockerfile), the 
 	bash tools/images/lock.sh check
 	zizmor --offline --quiet .github/workflows
 	check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 .PHONY: fmt
 fmt: install ## format the code with ruff

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make scan`: checkov on every synthesized template (cdk.out/phase*-*/) and on the Dockerfile,
+# `make scan`: checkov on every synthesized template (cdk.out/phase*-*/, the delivery pipeline's
+# cdk.out/delivery/) and on the Dockerfile,
 # with the skips and their reasons in .checkov.yaml; then, where trivy is installed (CI), the
 # images `make images` built, for known vulnerabilities with a fix (HIGH, CRITICAL).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CHECKOV=${CHECKOV:-.venv-scan/bin/checkov}
 
-templates=(cdk.out/phase*-*/*.template.json)
+templates=(cdk.out/phase*-*/*.template.json cdk.out/delivery/*.template.json)
 [[ -e ${templates[0]} ]] || { echo "error: no templates in cdk.out/phase*-*/: run make synth" >&2; exit 1; }
 echo "==> checkov: ${#templates[@]} templates and worker_images/Dockerfile (skips: .checkov.yaml)"
 args=()
