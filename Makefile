@@ -54,6 +54,10 @@ diff-base: install ## offline diff of the working tree against a git ref, every 
 	@test -n "$(BASE)" || { echo "usage: make diff-base BASE=<git ref> [PAIRS='1:prod 2:prod']" >&2; exit 2; }
 	@$(PY) -m tools.diff_base --base '$(BASE)' $(foreach p,$(PAIRS),--pair $(p))
 
+.PHONY: leftovers
+leftovers: install ## what deleting an environment's stacks leaves behind, offline: make leftovers PHASE=1 ENV=prod
+	@$(PY) -m tools.leftovers --phase $(PHASE) --env $(ENV) $(if $(OVERRIDES),--overrides '$(OVERRIDES)')
+
 # Every Dockerfile and every workflow of the repository, tracked or new.
 DOCKERFILES = $(shell git ls-files --cached --others --exclude-standard -- 'Dockerfile*' '**/Dockerfile*' '*.Dockerfile')
 WORKFLOWS = $(shell git ls-files --cached --others --exclude-standard -- '.github/workflows/*.yml' '.github/workflows/*.yaml')

@@ -26,7 +26,15 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from aws_cdk import ArnFormat, DefaultStackSynthesizer, Duration, Environment, Stack
+from aws_cdk import (
+    ArnFormat,
+    Aspects,
+    DefaultStackSynthesizer,
+    Duration,
+    Environment,
+    Stack,
+    Tags,
+)
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
@@ -39,6 +47,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge, nag_resource_id
+from cdk_constructs.removal import RetainExceptOnCreate
 from cdk_constructs.retention import retention
 from phases import Env
 from phases.delivery import DeliveryConfig, DeliveryEnvironment
@@ -369,7 +378,7 @@ def build_delivery(scope: Construct, delivery: DeliveryConfig, synth_context: st
     configs = [delivery.environment(env).platform(env) for env in Env]
     project = configs[0].project
     name = f"{project.capitalize()}-Delivery"
-    return DeliveryStack(
+    stack = DeliveryStack(
         scope,
         name,
         stack_name=name,
@@ -378,3 +387,6 @@ def build_delivery(scope: Construct, delivery: DeliveryConfig, synth_context: st
         synth_context=synth_context,
         env=Environment(account=delivery.account, region=delivery.region),
     )
+    Tags.of(stack).add("project", project)
+    Aspects.of(stack).add(RetainExceptOnCreate())
+    return stack
