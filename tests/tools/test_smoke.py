@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aipp.core.config import Settings
 
+from tests.runtime.aipp.worker.conftest import ROOT, dev_stack, make_queues, worker_env
 from tests.runtime.conftest import AwsNames, aws_client, free_port, wait_listening
-from tests.runtime.worker.conftest import ROOT, dev_stack, make_queues, worker_env
 
 RELEASE = "3f2a9c"
 

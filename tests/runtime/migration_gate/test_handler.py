@@ -8,7 +8,7 @@ import pytest
 from botocore.stub import Stubber
 from migration_gate import handler
 
-from ..worker.providers.stubs import stubbed_client
+from tests.runtime.aipp.worker.providers.stubs import stubbed_client
 
 CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/aipp-prod"
 TASK_DEF = "arn:aws:ecs:us-east-1:123456789012:task-definition/migrate:7"

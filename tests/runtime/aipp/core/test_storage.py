@@ -8,7 +8,7 @@ import pytest
 from aipp.core.config import Settings
 from aipp.core.storage import DeleteFailed, Storage
 
-from ...worker.providers.stubs import stubbed_client
+from tests.runtime.aipp.worker.providers.stubs import stubbed_client
 
 
 def test_delete_raises_naming_each_key_s3_refused() -> None:

@@ -9,7 +9,8 @@ from aipp.worker.providers.base import AudioInput
 from aipp.worker.providers.extractive import ExtractiveSummarizer, summarize_text
 from aipp.worker.providers.pocketsphinx import PocketSphinxTranscriber
 
-from ...conftest import ON_SESSION_LOOP
+from tests.runtime.conftest import ON_SESSION_LOOP
+
 from ..conftest import SAMPLE_WAV
 
 

@@ -13,7 +13,8 @@ from aipp.core.db import Database
 from aipp.dev.s3_events import Bridge
 from upload_handler.handler import objects_in
 
-from ..conftest import ON_SESSION_LOOP, AwsNames, aws_client, new_key
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames, aws_client, new_key
+
 from .conftest import SAMPLE_WAV, dev_stack, eventually
 
 pytestmark = ON_SESSION_LOOP

@@ -24,7 +24,8 @@ from aipp.worker.providers.openai import OpenAITranscriber
 from aipp.worker.providers.pocketsphinx import PocketSphinxTranscriber
 from aipp.worker.providers.transcribe import TranscribeTranscriber, output_key
 
-from ..conftest import ON_SESSION_LOOP, AwsNames
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames
+
 from .conftest import SAMPLE_WAV, make_queues, queued_tasks
 from .providers import test_openai as fake_openai
 from .providers import test_transcribe as fake_transcribe

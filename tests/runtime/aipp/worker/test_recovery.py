@@ -23,8 +23,9 @@ from aipp.core.db import Database
 from aipp.core.models import TaskState
 from upload_handler import handler as upload
 
-from ..aipp.test_admin import admin
-from ..conftest import ON_SESSION_LOOP, AwsNames, aws_client, bucket_keys, new_key
+from tests.runtime.aipp.test_admin import admin
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames, aws_client, bucket_keys, new_key
+
 from .conftest import (
     ROOT,
     SAMPLE_WAV,

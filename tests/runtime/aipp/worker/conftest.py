@@ -27,9 +27,9 @@ from aipp.core.db import Database, NewTask
 from aipp.core.models import TaskState, TaskType, upload_key
 from aipp.core.queue import TASK_TYPE_ATTRIBUTE, TaskMessage
 
-from ..conftest import REDIS_URL, AwsNames, aws_client, free_port, wait_listening
+from tests.runtime.conftest import REDIS_URL, AwsNames, aws_client, free_port, wait_listening
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 SAMPLE_WAV = ROOT / "worker_images" / "samples" / "demo.wav"
 MAX_RECEIVES = 3
 

@@ -15,7 +15,8 @@ from aipp.worker.providers.base import AudioInput
 from aipp.worker.providers.transcribe import TranscribeTranscriber, output_key
 from botocore.stub import Stubber
 
-from ...conftest import ON_SESSION_LOOP, AwsNames
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames
+
 from .stubs import stubbed_client
 
 pytestmark = ON_SESSION_LOOP

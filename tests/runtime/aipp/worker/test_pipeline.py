@@ -15,7 +15,8 @@ from aipp.core.db import Database
 from aipp.core.models import TaskState
 from upload_handler import handler as upload
 
-from ..conftest import ON_SESSION_LOOP, AwsNames, new_key
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames, new_key
+
 from .conftest import (
     SAMPLE_WAV,
     Procs,

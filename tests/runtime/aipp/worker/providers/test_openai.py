@@ -14,7 +14,7 @@ from aipp.worker.errors import ProviderError
 from aipp.worker.providers.base import AudioInput
 from aipp.worker.providers.openai import OpenAIClient, OpenAISummarizer, OpenAITranscriber
 
-from ...conftest import ON_SESSION_LOOP
+from tests.runtime.conftest import ON_SESSION_LOOP
 
 pytestmark = ON_SESSION_LOOP
 

@@ -23,7 +23,7 @@ from aipp.worker.sweeper import TURN_KEY, UploadSweeper
 from redis.asyncio import Redis
 from upload_handler import handler as upload
 
-from ..conftest import (
+from tests.runtime.conftest import (
     ON_SESSION_LOOP,
     AwsNames,
     aws_client,
@@ -32,6 +32,7 @@ from ..conftest import (
     new_key,
     wav_bytes,
 )
+
 from .conftest import Procs, eventually, make_queues, worker_env
 
 pytestmark = ON_SESSION_LOOP

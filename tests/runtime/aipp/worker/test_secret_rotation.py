@@ -30,7 +30,7 @@ from aipp.core.config import Settings
 from aipp.core.db import Credentials, Database, create_pool
 from aipp.core.models import TaskState
 
-from ..conftest import (
+from tests.runtime.conftest import (
     ON_SESSION_LOOP,
     AwsNames,
     aws_client,
@@ -39,7 +39,8 @@ from ..conftest import (
     new_key,
     wait_listening,
 )
-from ..conftest import running_app as running_api
+from tests.runtime.conftest import running_app as running_api
+
 from .conftest import (
     Procs,
     eventually,
@@ -52,7 +53,7 @@ from .conftest import (
 
 pytestmark = ON_SESSION_LOOP
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 APP_ROLE = "aipp_app"
 SUPERUSER_PASSWORD = "admin-password"
 

@@ -9,7 +9,8 @@ from aipp.core.config import Settings
 from aipp.core.db import Database
 from aipp.core.models import TaskState
 
-from ..conftest import ON_SESSION_LOOP, AwsNames
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames
+
 from .conftest import (
     Procs,
     Webhooks,

@@ -11,7 +11,8 @@ from aipp.worker.providers.bedrock import BedrockSummarizer
 from aipp.worker.providers.chunked import load_prompts
 from botocore.stub import ANY, Stubber
 
-from ...conftest import ON_SESSION_LOOP
+from tests.runtime.conftest import ON_SESSION_LOOP
+
 from .stubs import stubbed_client
 
 pytestmark = ON_SESSION_LOOP

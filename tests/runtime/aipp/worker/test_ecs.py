@@ -12,7 +12,8 @@ import pytest
 from aipp.core.config import Settings
 from aipp.core.db import Database
 
-from ..conftest import ON_SESSION_LOOP, AwsNames
+from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames
+
 from .conftest import (
     Procs,
     all_settled,

@@ -14,7 +14,15 @@ from aipp.core.config import Settings
 from aipp.core.db import Database
 from aipp.core.models import Task, TaskState
 
-from ..conftest import ADMIN_DSN, ON_SESSION_LOOP, REDIS_URL, AwsNames, aws_client, free_port
+from tests.runtime.conftest import (
+    ADMIN_DSN,
+    ON_SESSION_LOOP,
+    REDIS_URL,
+    AwsNames,
+    aws_client,
+    free_port,
+)
+
 from .conftest import (
     SAMPLE_WAV,
     Procs,
