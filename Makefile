@@ -119,7 +119,7 @@ clean: ## remove build output
 
 # --- runtime ---
 # The task API and its data layer (worker_images/aipp, lambda_src/upload_handler).
-RUNTIME_ENV := PYTHONPATH=worker_images
+RUNTIME_ENV := PYTHONPATH=.:worker_images
 
 .PHONY: dev-api
 dev-api: install services ## the task API on :8000 with local PostgreSQL, Redis and moto (S3/SQS)
@@ -162,7 +162,7 @@ images: install services ## build every image with podman (no Docker daemon) and
 	@bash tools/images/lock.sh check
 	@PY=$(PY) bash tools/images/build.sh
 	@echo "==> smoke-running the images (tests/images)"
-	AIPP_IMAGE_TESTS=1 $(PY) -m pytest tests/images -p no:cacheprovider
+	IMAGES_TESTS=1 $(PY) -m pytest tests/images -p no:cacheprovider
 
 .PHONY: locks
 locks: install ## regenerate the images' hash locks from worker_images/requirements*.txt (and the scan's)

@@ -140,19 +140,19 @@ def main() -> int:
     endpoint = f"http://127.0.0.1:{moto_port}"
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "worker_images"),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+        "AIPP_DATABASE_URL": database_url,
+        "AIPP_REDIS_URL": REDIS_URL,
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_REGION": "us-east-1",
-        "AUDIO_BUCKET": "aipp-bench",
-        "STT_QUEUE_URL": f"{endpoint}/123456789012/aipp-bench",
-        "LLM_QUEUE_URL": f"{endpoint}/123456789012/aipp-bench",
-        "RATE_LIMIT_PER_MINUTE": "100000000",
-        "RATE_LIMIT_BURST": "100000000",
-        "DB_POOL_MIN": "4",
-        "DB_POOL_MAX": "20",
-        "LOG_LEVEL": "WARNING",
+        "AIPP_AUDIO_BUCKET": "aipp-bench",
+        "AIPP_STT_QUEUE_URL": f"{endpoint}/123456789012/aipp-bench",
+        "AIPP_LLM_QUEUE_URL": f"{endpoint}/123456789012/aipp-bench",
+        "AIPP_RATE_LIMIT_PER_MINUTE": "100000000",
+        "AIPP_RATE_LIMIT_BURST": "100000000",
+        "AIPP_DB_POOL_MIN": "4",
+        "AIPP_DB_POOL_MAX": "20",
+        "AIPP_LOG_LEVEL": "WARNING",
     }
     processes: list[subprocess.Popen[bytes]] = []
     asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))

@@ -37,7 +37,9 @@ sys.path.insert(0, str(ROOT / "worker_images"))
 from aipp.core.config import Settings  # noqa: E402
 from aipp.core.db import Database, NewTask, create_pool  # noqa: E402
 from aipp.core.migrate import upgrade  # noqa: E402
-from aipp.core.models import TaskState, upload_key  # noqa: E402
+from aipp.core.models import TaskState  # noqa: E402
+
+from aipp_contract.keys import upload_key  # noqa: E402
 
 TASKS = int(os.environ.get("BENCH_TASKS", "400"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
@@ -102,10 +104,10 @@ async def run_case(
     queue_url = sqs.create_queue(QueueName=f"bench-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     env = {
         **env,
-        "WORKER_QUEUE_URL": queue_url,
-        "STT_QUEUE_URL": queue_url,
-        "LLM_QUEUE_URL": queue_url,
-        "WORKER_CONCURRENCY": str(concurrency),
+        "AIPP_WORKER_QUEUE_URL": queue_url,
+        "AIPP_STT_QUEUE_URL": queue_url,
+        "AIPP_LLM_QUEUE_URL": queue_url,
+        "AIPP_WORKER_CONCURRENCY": str(concurrency),
     }
     ids, bodies = await queue_tasks(db, tasks)
     logs = [tmp / f"worker-{workers}-{concurrency}-{i}.log" for i in range(workers)]
@@ -187,20 +189,20 @@ async def main() -> None:
         sqs = client(endpoint, "sqs")
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT / "worker_images"),
-            "DATABASE_URL": dsn,
-            "REDIS_URL": REDIS_URL,
-            "AUDIO_BUCKET": bucket,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+            "AIPP_DATABASE_URL": dsn,
+            "AIPP_REDIS_URL": REDIS_URL,
+            "AIPP_AUDIO_BUCKET": bucket,
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
-            "WORKER_CONCURRENCY": str(CONCURRENCY),
-            "WORKER_WAIT_SECONDS": "1",
-            "WORKER_HEARTBEAT_FILE": "",
-            "STT_PROVIDER": "instant",
-            "LLM_PROVIDER": "instant",
-            "LOG_LEVEL": "INFO",
+            "AIPP_WORKER_CONCURRENCY": str(CONCURRENCY),
+            "AIPP_WORKER_WAIT_SECONDS": "1",
+            "AIPP_WORKER_HEARTBEAT_FILE": "",
+            "AIPP_STT_PROVIDER": "instant",
+            "AIPP_LLM_PROVIDER": "instant",
+            "AIPP_LOG_LEVEL": "INFO",
         }
         db = Database(await create_pool(Settings(database_url=dsn)))
         try:

@@ -9,13 +9,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from aipp_contract.keys import UPLOADS
 from cdk_constructs.nag import acknowledge, acknowledge_singleton, nag_resource_id
 from phases import PhaseConfig
 from phases.models import BucketConfig
-
-UPLOADS_PREFIX = "uploads/"
-TRANSCRIPTS_PREFIX = "transcripts/"
-RESULTS_PREFIX = "results/"
 
 
 def bucket_name(config: PhaseConfig, purpose: str) -> str:
@@ -127,7 +124,7 @@ class AudioBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireRawUploads",
-                    prefix=UPLOADS_PREFIX,
+                    prefix=UPLOADS,
                     expiration=Duration.days(settings.raw_upload_expiry_days),
                 ),
                 s3.LifecycleRule(

@@ -34,7 +34,6 @@ def task_definition(
     memory_mib: int,
     target: str,
     environment: dict[str, str],
-    secrets: dict[str, ecs.Secret],
     log_group: logs.ILogGroup,
     command: list[str] | None = None,
     port: int | None = None,
@@ -42,7 +41,7 @@ def task_definition(
     image: ecr_assets.DockerImageAsset | None = None,
 ) -> ecs.FargateTaskDefinition:
     """A one-container task definition for a Dockerfile target (its image made here unless
-    given), logging to `log_group`; the process learns its release (`APP_RELEASE`)."""
+    given), logging to `log_group`; the process learns its release (`AIPP_APP_RELEASE`)."""
     image = image or image_asset(scope, f"{construct_id}Image", target=target)
     task = ecs.FargateTaskDefinition(
         scope,
@@ -62,7 +61,6 @@ def task_definition(
         image=ecs.ContainerImage.from_docker_image_asset(image),
         command=command,
         environment={**environment, RELEASE: image.asset_hash},
-        secrets=secrets,
         logging=ecs.LogDriver.aws_logs(stream_prefix=target, log_group=log_group),
         port_mappings=[ecs.PortMapping(container_port=port)] if port else None,
         readonly_root_filesystem=True,
@@ -90,7 +88,7 @@ def _acknowledge_task(task: ecs.FargateTaskDefinition) -> None:
         task.obtain_execution_role(),
         "AwsSolutions-IAM5[Resource::*]",
         "ecr:GetAuthorizationToken has no resource-level permissions; every other action of "
-        "the execution role is scoped to the image repository, log group and secrets.",
+        "the execution role is scoped to the image repository and the log group.",
     )
     acknowledge(
         task,
@@ -141,7 +139,6 @@ class ApiService(Construct):
         config: ApiServiceConfig,
         cluster: ecs.ICluster,
         environment: dict[str, str],
-        secrets: dict[str, ecs.Secret],
         log_group: logs.ILogGroup,
         access_logs: s3.IBucket,
         certificate_arn: str | None,
@@ -158,7 +155,6 @@ class ApiService(Construct):
             target="api",
             image=image,
             environment=environment,
-            secrets=secrets,
             log_group=log_group,
             port=API_PORT,
             health_check=[
@@ -303,7 +299,6 @@ class WorkerService(Construct):
         cluster: ecs.ICluster,
         queues: QueuePair,
         environment: dict[str, str],
-        secrets: dict[str, ecs.Secret],
         log_group: logs.ILogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -314,14 +309,7 @@ class WorkerService(Construct):
             cpu=config.cpu,
             memory_mib=config.memory_mib,
             target="worker",
-            environment={
-                **environment,
-                "WORKER_TASK_TYPES": ",".join(t.value for t in queues.task_types),
-                "WORKER_QUEUE_URL": queues.queue.queue_url,
-                "WORKER_DLQ_URL": queues.dlq.queue_url,
-                "WORKER_CONCURRENCY": str(config.concurrency),
-            },
-            secrets=secrets,
+            environment=environment,
             log_group=log_group,
             health_check=["python", "-m", "aipp.worker.health"],
         )

@@ -1,23 +1,22 @@
 """What each kind of platform process may do, whichever compute runs it.
 
 The same functions grant an ECS task role (phase 1) and an EKS service account's IRSA role
-(phases 2-3), so the two computes cannot drift apart in what they allow.
+(phases 2-3), so the two computes cannot drift apart in what they allow. Object prefixes and
+which queues each kind may send to come from `aipp_contract`, the runtime's side of the same
+line; tests/infra/test_contract.py reads the synthesized policies against it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Aws, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 
-from cdk_constructs.audio_bucket import (
-    RESULTS_PREFIX,
-    TRANSCRIPTS_PREFIX,
-    UPLOADS_PREFIX,
-    grant_objects,
-)
+from aipp_contract.keys import AUDIO_PREFIXES, RESULTS, TRANSCRIBE_JOB_PREFIX, TRANSCRIPTS, UPLOADS
+from aipp_contract.messages import QUEUE_USE, Kind
+from cdk_constructs.audio_bucket import grant_objects
 from cdk_constructs.nag import acknowledge, nag_resource_id
 from cdk_constructs.task_queues import QueuePair
 from phases import TaskType
@@ -25,7 +24,6 @@ from phases.models import AiConfig
 
 # Deleting a task removes every version of every object of it (the bucket is versioned).
 DELETE_ALL_VERSIONS = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
-TASK_PREFIXES = [UPLOADS_PREFIX, TRANSCRIPTS_PREFIX, RESULTS_PREFIX]
 
 
 def _list_bucket(role: iam.IRole, bucket: str) -> None:
@@ -38,19 +36,25 @@ def _list_bucket(role: iam.IRole, bucket: str) -> None:
     )
 
 
-def grant_api(role: iam.IRole, *, bucket: str, send_to: Sequence[sqs.IQueue]) -> None:
+def grant_api(role: iam.IRole, *, bucket: str, send_to: Mapping[TaskType, sqs.IQueue]) -> None:
     """The task API: presign and stream uploads, read a task's objects, delete all of them,
-    queue new work."""
-    grant_objects(role, bucket=bucket, actions=["s3:PutObject"], prefixes=[UPLOADS_PREFIX])
+    queue new work (the types it creates: STT), and read the attributes of every queue of new
+    work for `/readyz`."""
+    grant_objects(role, bucket=bucket, actions=["s3:PutObject"], prefixes=[UPLOADS])
     grant_objects(
         role,
         bucket=bucket,
         actions=["s3:GetObject", *DELETE_ALL_VERSIONS],
-        prefixes=TASK_PREFIXES,
+        prefixes=AUDIO_PREFIXES,
     )
     _list_bucket(role, bucket)
-    for queue in send_to:  # SendMessage, plus GetQueueAttributes for `/readyz`
-        queue.grant_send_messages(role)
+    sends = QUEUE_USE[Kind.API].sends
+    sent_to = [queue for task_type, queue in send_to.items() if task_type in sends]
+    for queue in dict.fromkeys(send_to.values()):  # one layout may use one queue for both
+        if queue in sent_to:  # SendMessage, plus GetQueueAttributes for `/readyz`
+            queue.grant_send_messages(role)
+        else:
+            queue.grant(role, "sqs:GetQueueAttributes")
 
 
 def grant_upload_check(role: iam.IRole, *, bucket: str) -> None:
@@ -60,14 +64,13 @@ def grant_upload_check(role: iam.IRole, *, bucket: str) -> None:
         role,
         bucket=bucket,
         actions=["s3:GetObject", "s3:GetObjectVersion", *DELETE_ALL_VERSIONS],
-        prefixes=[UPLOADS_PREFIX],
+        prefixes=[UPLOADS],
     )
 
 
 def grant_worker(
     role: iam.IRole,
     *,
-    project: str,
     ai: AiConfig,
     bucket: str,
     consumes: QueuePair,
@@ -82,24 +85,26 @@ def grant_worker(
         role,
         bucket=bucket,
         actions=["s3:GetObject", "s3:PutObject", *DELETE_ALL_VERSIONS],
-        prefixes=[TRANSCRIPTS_PREFIX, RESULTS_PREFIX],
+        prefixes=[TRANSCRIPTS, RESULTS],
     )
     _list_bucket(role, bucket)
     for queue in send_to:
         queue.grant_send_messages(role)
     consumes.queue.grant_consume_messages(role)
     consumes.dlq.grant_consume_messages(role)
-    grant_ai(role, project=project, ai=ai, types=consumes.task_types)
+    grant_ai(role, ai=ai, types=consumes.task_types)
 
 
-def grant_ai(role: iam.IRole, *, project: str, ai: AiConfig, types: Sequence[TaskType]) -> None:
+def grant_ai(role: iam.IRole, *, ai: AiConfig, types: Sequence[TaskType]) -> None:
     """Transcribe jobs (STT) and Bedrock models (LLM), where the phase's providers use them or
     `ai.managed_fallback` lets the workers overflow to them; the configured models only."""
     stack = Stack.of(role)
     transcribe = TaskType.STT in types and (ai.stt_provider == "transcribe" or ai.managed_fallback)
     if transcribe:
         jobs = stack.format_arn(
-            service="transcribe", resource="transcription-job", resource_name=f"{project}-*"
+            service="transcribe",
+            resource="transcription-job",
+            resource_name=f"{TRANSCRIBE_JOB_PREFIX}*",
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(

@@ -1,8 +1,9 @@
 """The container images the stacks run, all built from `worker_images/Dockerfile`.
 
 The build context is the repository root so that the API, the workers and the upload Lambda
-share one core package (`worker_images/aipp`) and the Lambda handler (`lambda_src/`). The root
-`.dockerignore` admits only those two folders, which also keeps asset hashing fast. Images are
+share one core package (`worker_images/aipp`), the Lambda handler (`lambda_src/`) and the
+contract with the stacks (`aipp_contract/`). The root `.dockerignore` admits only those three
+folders, which also keeps asset hashing fast. Images are
 built by `cdk deploy` (or CI); `cdk synth` only fingerprints the sources and needs no Docker.
 """
 

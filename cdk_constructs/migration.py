@@ -41,7 +41,6 @@ class MigrationRun(Construct):
         *,
         cluster: ecs.ICluster,
         environment: dict[str, str],
-        secrets: dict[str, ecs.Secret],
         log_group: logs.ILogGroup,
         log_retention_days: int,
     ) -> None:
@@ -54,7 +53,6 @@ class MigrationRun(Construct):
             target="api",
             command=["python", "-m", "aipp.admin", "migrate"],
             environment=environment,
-            secrets=secrets,
             log_group=log_group,
         )
         self.security_group = ec2.SecurityGroup(

@@ -2,27 +2,27 @@
 
 The ECS task definitions (phase 1), the Kubernetes manifests (phases 2-3) and the upload-check
 Lambda all take their variables from `runtime_environment`, so the computes cannot drift apart
-in what they tell the runtime (`worker_images/aipp/core/config.py` reads these names). No
-credential is ever a value here: the runtime reads secrets by ARN with its own role.
+in what they tell the runtime. The names come from `aipp_contract.env`, which the runtime's
+`Settings` reads too; tests/infra/test_contract.py checks every synthesized environment against
+it. No credential is ever a value here: the runtime reads secrets by ARN with its own role.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
+from aipp_contract.env import STANDARD, Var
+from aipp_contract.messages import SEND_TO, Kind
 from cdk_constructs.database import Database
 from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.task_queues import QueueMode, QueuePair, TaskQueues
 from phases import PhaseConfig, TaskType
 from phases.models import AiConfig
 
-Kind = Literal["api", "worker", "migration", "upload_check"]
-
 # The release a process runs (its image's asset hash); the API reports it on `/healthz`, and the
 # delivery pipeline's smoke step waits until every answer names the new one.
-RELEASE = "APP_RELEASE"
+RELEASE = Var.APP_RELEASE
 
 # Where the images keep the RDS CA bundle the runtime verifies the database's certificate with.
 RDS_CA_BUNDLE = "/opt/aipp/certs/rds-global-bundle.pem"
@@ -39,10 +39,17 @@ class Endpoints:
     redis_host: str | None = None  # every kind but the upload check needs Redis
     redis_port: int | None = None
     db_read_host: str | None = None
-    # Read by the runtime itself at start with its own role (REDIS_AUTH_SECRET_ARN,
-    # WEBHOOK_SECRET_ARN): no secret value is ever written into a task definition or manifest.
+    # Read by the runtime itself at start with its own role (AIPP_REDIS_AUTH_SECRET_ARN,
+    # AIPP_WEBHOOK_SECRET_ARN): no secret value is ever written into a task definition or manifest.
     redis_auth_secret_arn: str | None = None
     webhook_secret_arn: str | None = None  # None: completion webhooks are off
+
+
+# The variables naming a worker's model server (URL, model) for each task type.
+MODEL_SERVER_VARS = {
+    TaskType.STT: (Var.OPENAI_STT_BASE_URL, Var.OPENAI_STT_MODEL),
+    TaskType.LLM: (Var.OPENAI_LLM_BASE_URL, Var.OPENAI_LLM_MODEL),
+}
 
 
 @dataclass(frozen=True)
@@ -94,43 +101,42 @@ def runtime_environment(
     migration needs the master secret (it creates the application user). On EKS a worker also
     gets the model servers of its types (`openai` providers) and how long SIGTERM may take."""
     env = _common(config, endpoints, kind)
-    if kind == "upload_check":
+    if kind is Kind.UPLOAD_CHECK:
         return env  # Lambda sets AWS_REGION itself and reserves the name
     env |= _with_redis_and_providers(config, endpoints, kind, ai)
-    if kind == "api":
+    if kind is Kind.API:
         env |= {
-            "MAX_MULTIPART_BYTES": str(config.bucket.max_multipart_bytes),
-            "QUOTA_TASKS_IN_FLIGHT": str(config.quotas.tasks_in_flight),
-            "QUOTA_TASKS_PER_DAY": str(config.quotas.tasks_per_day),
+            Var.MAX_MULTIPART_BYTES: str(config.bucket.max_multipart_bytes),
+            Var.QUOTA_TASKS_IN_FLIGHT: str(config.quotas.tasks_in_flight),
+            Var.QUOTA_TASKS_PER_DAY: str(config.quotas.tasks_per_day),
         }
         if endpoints.db_read_host:
-            env["DB_READ_HOST"] = endpoints.db_read_host
-    if kind == "migration":
+            env[Var.DB_READ_HOST] = endpoints.db_read_host
+    if kind is Kind.MIGRATION:
         if master_secret_arn is None:
             raise ValueError("the migration needs the master secret")
-        env["DB_SECRET_ARN"] = master_secret_arn
-        env["DB_APP_SECRET_ARN"] = endpoints.db_secret_arn
-    if kind == "worker":
+        env[Var.DB_SECRET_ARN] = master_secret_arn
+        env[Var.DB_APP_SECRET_ARN] = endpoints.db_secret_arn
+    if kind is Kind.WORKER:
         if worker is None or concurrency is None:
             raise ValueError("a worker needs its queue pair and concurrency")
         env |= _worker(config, endpoints, worker, concurrency, model_servers or {})
         if shutdown_grace_seconds is not None:
-            env["WORKER_SHUTDOWN_GRACE_SECONDS"] = str(shutdown_grace_seconds)
-    return env
+            env[Var.WORKER_SHUTDOWN_GRACE_SECONDS] = str(shutdown_grace_seconds)
+    return {str(name): value for name, value in env.items()}
 
 
 def _common(config: PhaseConfig, endpoints: Endpoints, kind: Kind) -> dict[str, str]:
     """What every process reading tasks and audio needs, the upload check included."""
     return {
-        "AUDIO_BUCKET": endpoints.bucket,
-        "STT_QUEUE_URL": endpoints.send_to[TaskType.STT],
-        "LLM_QUEUE_URL": endpoints.send_to[TaskType.LLM],
-        "DB_SECRET_ARN": endpoints.db_secret_arn,
-        "DB_POOL_MAX": str(getattr(config.database.pools, kind)),
-        "DB_SSLMODE": "verify-full",
-        "DB_SSL_ROOT_CERT": RDS_CA_BUNDLE,
-        "MAX_UPLOAD_BYTES": str(config.bucket.max_upload_bytes),
-        "LOG_LEVEL": "INFO",
+        Var.AUDIO_BUCKET: endpoints.bucket,
+        **{SEND_TO[t]: endpoints.send_to[t] for t in TaskType},
+        Var.DB_SECRET_ARN: endpoints.db_secret_arn,
+        Var.DB_POOL_MAX: str(getattr(config.database.pools, kind.value)),
+        Var.DB_SSLMODE: "verify-full",
+        Var.DB_SSL_ROOT_CERT: RDS_CA_BUNDLE,
+        Var.MAX_UPLOAD_BYTES: str(config.bucket.max_upload_bytes),
+        Var.LOG_LEVEL: "INFO",
     }
 
 
@@ -140,18 +146,18 @@ def _with_redis_and_providers(
     if endpoints.redis_host is None or endpoints.redis_port is None:
         raise ValueError(f"a {kind} needs Redis")
     env = {
-        "AWS_REGION": endpoints.region,
-        "REDIS_HOST": endpoints.redis_host,
-        "REDIS_PORT": str(endpoints.redis_port),
-        "REDIS_TLS": "true",
-        "MAX_RECEIVE_COUNT": str(config.queues.max_receive_count),
-        "STT_PROVIDER": ai.stt_provider,
-        "LLM_PROVIDER": ai.llm_provider,
-        "BEDROCK_MODEL_ID": ai.bedrock_model_ids[0],
-        "TRANSCRIBE_LANGUAGE": ai.transcribe_language,
+        STANDARD["aws_region"]: endpoints.region,
+        Var.REDIS_HOST: endpoints.redis_host,
+        Var.REDIS_PORT: str(endpoints.redis_port),
+        Var.REDIS_TLS: "true",
+        Var.MAX_RECEIVE_COUNT: str(config.queues.max_receive_count),
+        Var.STT_PROVIDER: ai.stt_provider,
+        Var.LLM_PROVIDER: ai.llm_provider,
+        Var.BEDROCK_MODEL_ID: ai.bedrock_model_ids[0],
+        Var.TRANSCRIBE_LANGUAGE: ai.transcribe_language,
     }
-    if endpoints.redis_auth_secret_arn and kind in ("api", "worker"):
-        env["REDIS_AUTH_SECRET_ARN"] = endpoints.redis_auth_secret_arn
+    if endpoints.redis_auth_secret_arn and kind in (Kind.API, Kind.WORKER):
+        env[Var.REDIS_AUTH_SECRET_ARN] = endpoints.redis_auth_secret_arn
     return env
 
 
@@ -162,19 +168,20 @@ def _worker(
     concurrency: int,
     model_servers: Mapping[TaskType, ModelServer],
 ) -> dict[str, str]:
-    env = {
-        "WORKER_TASK_TYPES": ",".join(t.value for t in worker.task_types),
-        "WORKER_QUEUE_URL": worker.queue.queue_url,
-        "WORKER_DLQ_URL": worker.dlq.queue_url,
-        "WORKER_CONCURRENCY": str(concurrency),
+    env: dict[str, str] = {
+        Var.WORKER_TASK_TYPES: ",".join(t.value for t in worker.task_types),
+        Var.WORKER_QUEUE_URL: worker.queue.queue_url,
+        Var.WORKER_DLQ_URL: worker.dlq.queue_url,
+        Var.WORKER_CONCURRENCY: str(concurrency),
         # One attempt may run this long; the queue's visibility timeout exceeds it.
-        "WORKER_JOB_DEADLINE_SECONDS": str(config.queues.longest_job_seconds),
+        Var.WORKER_JOB_DEADLINE_SECONDS: str(config.queues.longest_job_seconds),
     }
     if config.webhook is not None:
-        env["WEBHOOK_URL"] = config.webhook.url
+        env[Var.WEBHOOK_URL] = config.webhook.url
         if endpoints.webhook_secret_arn:
-            env["WEBHOOK_SECRET_ARN"] = endpoints.webhook_secret_arn
+            env[Var.WEBHOOK_SECRET_ARN] = endpoints.webhook_secret_arn
     for task_type, server in model_servers.items():
-        env[f"OPENAI_{task_type.value.upper()}_BASE_URL"] = server.url
-        env[f"OPENAI_{task_type.value.upper()}_MODEL"] = server.model
+        base_url, model = MODEL_SERVER_VARS[task_type]
+        env[base_url] = server.url
+        env[model] = server.model
     return env

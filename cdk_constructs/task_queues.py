@@ -19,7 +19,8 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from phases.models import QueueConfig, TaskType
+from aipp_contract.messages import TaskType
+from phases.models import QueueConfig
 
 
 @dataclass(frozen=True)

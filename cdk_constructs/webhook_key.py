@@ -1,4 +1,4 @@
-"""The HMAC-SHA256 key workers sign completion webhooks with (`WEBHOOK_SECRET_ARN`)."""
+"""The HMAC-SHA256 key workers sign completion webhooks with (`AIPP_WEBHOOK_SECRET_ARN`)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from aipp_contract.messages import TaskType
 from phases.eks_facts import (
     CLUSTER_AUTOSCALER_RELEASES,
     DEFAULT_CHARTS,
@@ -40,13 +41,6 @@ class Env(StrEnum):
 
     STAGING = "staging"
     PROD = "prod"
-
-
-class TaskType(StrEnum):
-    """The value of the `task_type` SQS message attribute."""
-
-    STT = "stt"
-    LLM = "llm"
 
 
 class Frozen(BaseModel):
@@ -148,7 +142,7 @@ class BucketConfig(Frozen):
 
 
 class DbPoolsConfig(Frozen):
-    """Largest connection pool of one process of each kind (`DB_POOL_MAX` of its container).
+    """Largest connection pool of one process of each kind (`AIPP_DB_POOL_MAX` of its container).
 
     The API and the workers are asyncio programs: a handful of connections serves many requests
     or jobs, which wait for a connection rather than open more. The upload check handles one

@@ -4,6 +4,7 @@ own alarms and dashboard."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration, Stack
@@ -17,9 +18,11 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from aipp_contract.messages import Kind
 from cdk_constructs.access import allow_ingress
 from cdk_constructs.alarms import Alarms
 from cdk_constructs.audio_bucket import AudioBucket
@@ -32,7 +35,7 @@ from cdk_constructs.redis_cache import RedisCache
 from cdk_constructs.retention import retention
 from cdk_constructs.runtime_env import platform_endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
-from phases import PhaseConfig
+from phases import PhaseConfig, TaskType
 from stacks.edge import EdgeStack, api_outputs, hosted_zone
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -63,16 +66,7 @@ class ComputeEcsStack(Stack):
             raise ValueError("ComputeEcsStack needs the `ecs` config section")
         self.webhook_key = webhook_key
         self.config = config
-        self.cluster = ecs.Cluster(
-            self,
-            "Cluster",
-            vpc=vpc,
-            container_insights_v2=ecs.ContainerInsights.ENHANCED,
-            enable_fargate_capacity_providers=True,
-        )
-        keep = retention(config.observability.log_retention_days)
-        api_logs = logs.LogGroup(self, "ApiLogs", retention=keep)
-        self.worker_logs = logs.LogGroup(self, "WorkerLogs", retention=keep)
+        api_logs = self._cluster_and_logs(vpc)
         # No credential appears in a task definition: the runtime reads each secret by ARN
         # with its task role (the database's, the Redis AUTH token, the webhook key).
         self.endpoints = platform_endpoints(
@@ -84,16 +78,13 @@ class ComputeEcsStack(Stack):
             cache=cache,
             webhook_secret_arn=webhook_key.secret_arn if webhook_key else None,
         )
-        send_to = [pair.queue for pair in queues.layout(config.serving_queue_mode)]
-        secrets: dict[str, ecs.Secret] = {}
-
-        self.migration = self._migration(database, secrets, api_logs)
+        send_to = {t: queues.for_type(t, config.serving_queue_mode).queue for t in TaskType}
+        self.migration = self._migration(database, api_logs)
         self.api = self._api(
             edge=edge,
             audio=audio,
             database=database,
             cache=cache,
-            secrets=secrets,
             log_group=api_logs,
             send_to=send_to,
         )
@@ -102,8 +93,7 @@ class ComputeEcsStack(Stack):
             audio=audio,
             database=database,
             cache=cache,
-            secrets=secrets,
-            send_to=send_to,
+            send_to=list(dict.fromkeys(send_to.values())),
         )
         for service in (self.api.service, *(w.service for w in self.workers)):
             service.node.add_dependency(self.migration.run)
@@ -117,9 +107,22 @@ class ComputeEcsStack(Stack):
         self.alarms = Alarms(self, alarm_topic)
         self._observe()
 
-    def _migration(
-        self, database: Database, secrets: dict[str, ecs.Secret], log_group: logs.ILogGroup
-    ) -> MigrationRun:
+    def _cluster_and_logs(self, vpc: ec2.IVpc) -> logs.ILogGroup:
+        """The cluster, the workers' log group (`worker_logs`); returns the API's log group,
+        which the migration shares."""
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENHANCED,
+            enable_fargate_capacity_providers=True,
+        )
+        keep = retention(self.config.observability.log_retention_days)
+        api_logs = logs.LogGroup(self, "ApiLogs", retention=keep)
+        self.worker_logs = logs.LogGroup(self, "WorkerLogs", retention=keep)
+        return api_logs
+
+    def _migration(self, database: Database, log_group: logs.ILogGroup) -> MigrationRun:
         """The schema migration the services wait for; the only reader of the master secret."""
         config = self.config
         migration = MigrationRun(
@@ -129,11 +132,10 @@ class ComputeEcsStack(Stack):
             environment=runtime_environment(
                 config,
                 self.endpoints,
-                kind="migration",
+                kind=Kind.MIGRATION,
                 ai=config.ai_for("ecs"),
                 master_secret_arn=database.master_secret.secret_arn,
             ),
-            secrets=secrets,
             log_group=log_group,
             log_retention_days=config.observability.log_retention_days,
         )
@@ -149,9 +151,8 @@ class ComputeEcsStack(Stack):
         audio: AudioBucket,
         database: Database,
         cache: RedisCache,
-        secrets: dict[str, ecs.Secret],
         log_group: logs.ILogGroup,
-        send_to: list[Any],
+        send_to: Mapping[TaskType, sqs.IQueue],
     ) -> ApiService:
         config = self.config
         assert config.ecs is not None
@@ -161,9 +162,8 @@ class ComputeEcsStack(Stack):
             config=config.ecs.api,
             cluster=self.cluster,
             environment=runtime_environment(
-                config, self.endpoints, kind="api", ai=config.ai_for("ecs")
+                config, self.endpoints, kind=Kind.API, ai=config.ai_for("ecs")
             ),
-            secrets=secrets,
             log_group=log_group,
             access_logs=audio.log_bucket,
             certificate_arn=edge.certificate_arn,
@@ -204,8 +204,7 @@ class ComputeEcsStack(Stack):
         audio: AudioBucket,
         database: Database,
         cache: RedisCache,
-        secrets: dict[str, ecs.Secret],
-        send_to: list[Any],
+        send_to: list[sqs.IQueue],
     ) -> list[WorkerService]:
         config = self.config
         assert config.ecs is not None
@@ -221,12 +220,11 @@ class ComputeEcsStack(Stack):
                 environment=runtime_environment(
                     config,
                     self.endpoints,
-                    kind="worker",
+                    kind=Kind.WORKER,
                     ai=config.ai_for("ecs"),
                     worker=pair,
                     concurrency=config.ecs.worker.concurrency,
                 ),
-                secrets=secrets,
                 log_group=self.worker_logs,
             )
             role = worker.task_definition.task_role
@@ -238,7 +236,6 @@ class ComputeEcsStack(Stack):
                 self.webhook_key.grant_read(role)
             grant_worker(
                 role,
-                project=config.project,
                 ai=config.ai_for("ecs"),
                 bucket=audio.bucket_name,
                 consumes=pair,

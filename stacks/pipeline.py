@@ -27,8 +27,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from aipp_contract.keys import UPLOADS
+from aipp_contract.messages import Kind
 from cdk_constructs.access import allow_ingress
-from cdk_constructs.audio_bucket import UPLOADS_PREFIX, AudioBucket
+from cdk_constructs.audio_bucket import AudioBucket
 from cdk_constructs.database import Database
 from cdk_constructs.grants import grant_upload_check
 from cdk_constructs.images import lambda_image
@@ -124,7 +126,7 @@ class PipelineStack(Stack):
                     send_to={TaskType.STT: stt.queue_url, TaskType.LLM: llm.queue_url},
                     db_secret_arn=database.secret.secret_arn,
                 ),
-                kind="upload_check",
+                kind=Kind.UPLOAD_CHECK,
                 ai=config.ai,
             ),
         )
@@ -186,7 +188,7 @@ class PipelineStack(Stack):
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [audio.bucket_name]},
-                    "object": {"key": [{"prefix": UPLOADS_PREFIX}]},
+                    "object": {"key": [{"prefix": UPLOADS}]},
                 },
             ),
             targets=[

@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from aipp.core.config import Settings
 
+from aipp_contract.env import env_name
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 CHECK = [
@@ -49,7 +51,7 @@ def test_it_runs_what_make_dev_runs() -> None:
         "s3-events",
     }
     script = (ROOT / "worker_images" / "dev-api.sh").read_text()
-    for name in ("STT_PROVIDER", "LLM_PROVIDER"):
+    for name in ("AIPP_STT_PROVIDER", "AIPP_LLM_PROVIDER"):
         (default,) = re.findall(rf"{name}=\$\{{{name}:-(\w+)\}}", script)
         assert found["worker"]["environment"][name] == default
     assert found["s3-events"]["entrypoint"] == ["python", "-m", "aipp.dev.s3_events"]
@@ -57,9 +59,9 @@ def test_it_runs_what_make_dev_runs() -> None:
 
 
 def test_every_variable_is_one_the_runtime_reads() -> None:
-    """A misspelt name would be ignored silently by the runtime's settings."""
-    known = {name.upper() for name in Settings.model_fields}
-    known |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # boto3's own
+    """Every name is a setting (a misspelt `AIPP_` one would stop the runtime at start)."""
+    known = {env_name(name) for name in Settings.model_fields}
+    known |= {"AWS_SECRET_ACCESS_KEY"}  # boto3's own
     for name, service in services().items():
         if name in ("postgres", "redis", "moto"):
             continue

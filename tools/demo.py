@@ -70,7 +70,7 @@ def api_key() -> str:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "worker_images")},
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}"},
     )
     return out.stdout.strip().splitlines()[-1]
 

@@ -7,14 +7,14 @@ PY=${PY:-.venv/bin/python}
 MOTO_PORT=${MOTO_PORT:-5000}
 API_PORT=${API_PORT:-8000}
 
-export PYTHONPATH=worker_images
-export DATABASE_URL=${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/aipp}
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+export PYTHONPATH=.:worker_images
+export AIPP_DATABASE_URL=${AIPP_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/aipp}
+export AIPP_REDIS_URL=${AIPP_REDIS_URL:-redis://127.0.0.1:6379/0}
 export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}
 export AWS_REGION=${AWS_REGION:-us-east-1}
-export AUDIO_BUCKET=${AUDIO_BUCKET:-aipp-audio-local}
-export STT_QUEUE_URL=${STT_QUEUE_URL:-$AWS_ENDPOINT_URL/123456789012/aipp-tasks}
-export LLM_QUEUE_URL=${LLM_QUEUE_URL:-$STT_QUEUE_URL}
+export AIPP_AUDIO_BUCKET=${AIPP_AUDIO_BUCKET:-aipp-audio-local}
+export AIPP_STT_QUEUE_URL=${AIPP_STT_QUEUE_URL:-$AWS_ENDPOINT_URL/123456789012/aipp-tasks}
+export AIPP_LLM_QUEUE_URL=${AIPP_LLM_QUEUE_URL:-$AIPP_STT_QUEUE_URL}
 
 moto_pid=""
 worker_pid=""
@@ -37,15 +37,16 @@ fi
 # `make dev` (WITH_WORKER=1): the queue worker too, with the local providers (no network), and the
 # local stand-in for S3 event notifications.
 if [[ ${WITH_WORKER:-0} == 1 ]]; then
-  export STT_PROVIDER=${STT_PROVIDER:-pocketsphinx} LLM_PROVIDER=${LLM_PROVIDER:-extractive}
-  export WORKER_HEARTBEAT_FILE=${WORKER_HEARTBEAT_FILE:-} WORKER_SHUTDOWN_GRACE_SECONDS=${WORKER_SHUTDOWN_GRACE_SECONDS:-10}
-  echo "==> worker: STT_PROVIDER=$STT_PROVIDER LLM_PROVIDER=$LLM_PROVIDER"
+  export AIPP_STT_PROVIDER=${AIPP_STT_PROVIDER:-pocketsphinx} AIPP_LLM_PROVIDER=${AIPP_LLM_PROVIDER:-extractive}
+  export AIPP_WORKER_HEARTBEAT_FILE=${AIPP_WORKER_HEARTBEAT_FILE:-}
+  export AIPP_WORKER_SHUTDOWN_GRACE_SECONDS=${AIPP_WORKER_SHUTDOWN_GRACE_SECONDS:-10}
+  echo "==> worker: AIPP_STT_PROVIDER=$AIPP_STT_PROVIDER AIPP_LLM_PROVIDER=$AIPP_LLM_PROVIDER"
   "$PY" -m aipp.worker &
   worker_pid=$!
   # moto sends no S3 events: this stands in for S3 -> EventBridge -> the upload Lambda, so that
   # presigned PUTs get queued too (it calls lambda_src/upload_handler for each new upload).
-  echo "==> S3 events: uploads/ in $AUDIO_BUCKET -> upload_handler (polling moto)"
-  PYTHONPATH=worker_images:lambda_src "$PY" -m aipp.dev.s3_events &
+  echo "==> S3 events: uploads/ in $AIPP_AUDIO_BUCKET -> upload_handler (polling moto)"
+  PYTHONPATH=.:worker_images:lambda_src "$PY" -m aipp.dev.s3_events &
   events_pid=$!
 fi
 echo "==> task API on http://127.0.0.1:$API_PORT (docs at /docs); Ctrl-C stops it"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from aipp_contract.keys import model_prefix
 from cdk_constructs.k8s import (
     MODEL_SERVER_PORT,
     Manifest,
@@ -90,6 +91,7 @@ def _model_containers(server: ModelServerSpec) -> list[Manifest]:
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
         {"name": "home", "mountPath": "/home/aipp"},
     ]
+    # Read by the libraries of the model-server image (aipp_contract.env.MODEL_SERVER_VARIABLES).
     offline = {
         "HOME": "/home/aipp",
         "XDG_CACHE_HOME": "/home/aipp/.cache",
@@ -103,7 +105,10 @@ def _model_containers(server: ModelServerSpec) -> list[Manifest]:
         "name": "fetch-model",
         "image": server.image,
         "command": ["python3", "/opt/aipp/fetch_model.py"],
-        "args": [f"s3://{server.models_bucket}/{server.model}/", f"{MODELS_DIR}/{server.model}"],
+        "args": [
+            f"s3://{server.models_bucket}/{model_prefix(server.model)}",
+            f"{MODELS_DIR}/{server.model}",
+        ],
         "env": env_list(offline),
         "resources": resources(500, 1024),
         "securityContext": container_security(),
@@ -132,6 +137,44 @@ def _model_containers(server: ModelServerSpec) -> list[Manifest]:
         ],
     }
     return [fetch, serve]
+
+
+def _gpu_affinity(pool: str) -> Manifest:
+    """On the nodes of the task type's GPU pool only; Spot first, On-Demand nodes of the pool
+    when Spot has none free."""
+
+    def expression(key: str, value: str) -> Manifest:
+        return {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
+
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [expression("aipp.io/pool", pool)]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": expression("aipp.io/capacity-type", "spot")}
+            ],
+        }
+    }
+
+
+def _worker_container(
+    image: str, env: Mapping[str, str], cpu_millicores: int, memory_mib: int
+) -> Manifest:
+    return {
+        "name": "worker",
+        "image": image,
+        "env": env_list(env),
+        "resources": resources(cpu_millicores, memory_mib),
+        "livenessProbe": {
+            "exec": {"command": ["python", "-m", "aipp.worker.health"]},
+            "periodSeconds": 30,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+    }
 
 
 def rollout(
@@ -165,55 +208,9 @@ def rollout(
                     "tolerations": [
                         {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
                     ],
-                    "affinity": {
-                        "nodeAffinity": {
-                            "requiredDuringSchedulingIgnoredDuringExecution": {
-                                "nodeSelectorTerms": [
-                                    {
-                                        "matchExpressions": [
-                                            {
-                                                "key": "aipp.io/pool",
-                                                "operator": "In",
-                                                "values": [placement.pool],
-                                            }
-                                        ]
-                                    }
-                                ]
-                            },
-                            # Spot first; On-Demand nodes of the pool when Spot has none free.
-                            "preferredDuringSchedulingIgnoredDuringExecution": [
-                                {
-                                    "weight": 100,
-                                    "preference": {
-                                        "matchExpressions": [
-                                            {
-                                                "key": "aipp.io/capacity-type",
-                                                "operator": "In",
-                                                "values": ["spot"],
-                                            }
-                                        ]
-                                    },
-                                }
-                            ],
-                        }
-                    },
+                    "affinity": _gpu_affinity(placement.pool),
                     "initContainers": _model_containers(server),
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": image,
-                            "env": env_list(env),
-                            "resources": resources(cpu_millicores, memory_mib),
-                            "livenessProbe": {
-                                "exec": {"command": ["python", "-m", "aipp.worker.health"]},
-                                "periodSeconds": 30,
-                                "timeoutSeconds": 5,
-                                "failureThreshold": 3,
-                            },
-                            "securityContext": container_security(),
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
-                        }
-                    ],
+                    "containers": [_worker_container(image, env, cpu_millicores, memory_mib)],
                     "volumes": [
                         {
                             "name": "models",

@@ -31,10 +31,12 @@ from urllib.parse import unquote, unquote_plus
 from aipp.core.config import Settings, load_settings
 from aipp.core.db import Database, create_pool
 from aipp.core.logging import configure_logging
-from aipp.core.models import parse_upload_key
 from aipp.core.queue import Queue
 from aipp.core.storage import Storage
 from aipp.core.upload_check import UploadCheck
+
+from aipp_contract.keys import parse_upload_key
+from aipp_contract.messages import Kind
 
 log = logging.getLogger("aipp.upload_handler")
 
@@ -64,13 +66,13 @@ _RUNTIME: Runtime | None = None
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    # One object at a time per execution environment: DB_POOL_MAX (1) is all it needs.
+    # One object at a time per execution environment: AIPP_DB_POOL_MAX (1) is all it needs.
     settings = settings.model_copy(update={"db_pool_min": 0})
     return Runtime(
         settings=settings,
         db=Database(await create_pool(settings)),
         storage=Storage(settings),
-        queue=Queue(settings),
+        queue=Queue(settings, kind=Kind.UPLOAD_CHECK),
     )
 
 
@@ -174,7 +176,7 @@ async def process_queue_batch(rt: Runtime, records: list[dict[str, Any]]) -> dic
 def _runtime() -> Runtime:
     global _RUNTIME  # noqa: PLW0603 - one runtime per Lambda container, built at cold start
     if _RUNTIME is None:
-        # DB_SECRET_ARN is read by the pool at its first connection and again after a rotation.
+        # AIPP_DB_SECRET_ARN is read by the pool at its first connection and again after a rotation.
         settings = load_settings()
         configure_logging(settings.log_level)
         _RUNTIME = _LOOP.run_until_complete(build_runtime(settings))

@@ -26,6 +26,7 @@ PACKAGES = [
     "aipp/worker",
     "upload_handler",
     "migration_gate",
+    "aipp_contract",
 ]
 
 
@@ -56,10 +57,17 @@ def _lint(tmp: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_clean_fixture_keeps_every_contract(tmp_path: Path) -> None:
-    _tree(tmp_path, {"stacks/s.py": "import cdk_constructs\nimport phases\nimport capacity\n"})
+    _tree(
+        tmp_path,
+        {
+            "stacks/s.py": "import cdk_constructs\nimport phases\nimport capacity\n",
+            "aipp/uses.py": "import aipp_contract\n",  # both sides import the contract
+            "cdk_constructs/uses.py": "import aipp_contract\n",
+        },
+    )
     result = _lint(tmp_path)
     assert result.returncode == 0, result.stdout
-    assert "5 kept, 0 broken" in result.stdout
+    assert "6 kept, 0 broken" in result.stdout
 
 
 def test_forbidden_imports_break_their_contracts(tmp_path: Path) -> None:
@@ -70,6 +78,7 @@ def test_forbidden_imports_break_their_contracts(tmp_path: Path) -> None:
             "aipp/core/leak.py": "import aipp.api\n",  # the core knowing the API
             "upload_handler/cdk.py": "import aws_cdk\n",  # the runtime importing CDK
             "capacity/ours.py": "import phases\n",  # the planner importing the config
+            "aipp_contract/cdk.py": "import aws_cdk\n",  # the contract importing CDK
         },
     )
     result = _lint(tmp_path)
@@ -80,6 +89,7 @@ def test_forbidden_imports_break_their_contracts(tmp_path: Path) -> None:
         "The runtime (images and Lambda handlers) never imports CDK BROKEN",
         "The capacity planner imports nothing of ours (stacks may read it) BROKEN",
         "The runtime core knows neither the API nor the workers BROKEN",
+        "The infra/runtime contract stands alone: no CDK, neither side BROKEN",
     ):
         assert contract in out, out
     assert "The phase configuration is plain data: no CDK KEPT" in out

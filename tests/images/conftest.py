@@ -1,8 +1,8 @@
 """Smoke runs of the built images (`make images` builds them, then runs this folder).
 
 `make test` does not build images, so it does not collect these tests: `make images` sets
-AIPP_IMAGE_TESTS=1. Run alone with `make images` or, once built,
-`AIPP_IMAGE_TESTS=1 .venv/bin/pytest tests/images`. A missing image fails the run.
+IMAGES_TESTS=1. Run alone with `make images` or, once built,
+`IMAGES_TESTS=1 .venv/bin/pytest tests/images`. A missing image fails the run.
 
 The services are the runtime tests' own: the local PostgreSQL and Redis, and a moto server
 (S3, SQS) started for the session; each module gets its own database, bucket and queue.
@@ -30,7 +30,7 @@ from tests.runtime.conftest import (
 
 __all__ = ["aws", "moto_endpoint"]  # fixtures shared with the runtime tests
 
-if os.environ.get("AIPP_IMAGE_TESTS") != "1":
+if os.environ.get("IMAGES_TESTS") != "1":
     collect_ignore_glob = ["test_*.py"]
 
 
@@ -56,7 +56,7 @@ def database_url() -> Iterator[str]:
         proc = podman.run_once(
             "api",
             ["python", "-m", "aipp.admin", "migrate", "--create-database"],
-            {"DATABASE_URL": url},
+            {"AIPP_DATABASE_URL": url},
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "database schema is up to date" in proc.stdout
@@ -69,14 +69,14 @@ def database_url() -> Iterator[str]:
 def runtime_env(database_url: str, aws: AwsNames) -> dict[str, str]:
     """What ECS and Lambda would set, pointed at the local services."""
     return {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
+        "AIPP_DATABASE_URL": database_url,
+        "AIPP_REDIS_URL": REDIS_URL,
         "AWS_ENDPOINT_URL": aws.endpoint,
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "AUDIO_BUCKET": aws.bucket,
-        "STT_QUEUE_URL": aws.queue_url,
-        "LLM_QUEUE_URL": aws.queue_url,
-        "LOG_LEVEL": "INFO",
+        "AIPP_AUDIO_BUCKET": aws.bucket,
+        "AIPP_STT_QUEUE_URL": aws.queue_url,
+        "AIPP_LLM_QUEUE_URL": aws.queue_url,
+        "AIPP_LOG_LEVEL": "INFO",
     }

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-PREFIX = os.environ.get("AIPP_IMAGE_PREFIX", "localhost/aipp-")
+PREFIX = os.environ.get("IMAGES_PREFIX", "localhost/aipp-")
 TARGETS = ("api", "worker", "upload-lambda")
 UID = 10001
 

@@ -71,11 +71,11 @@ def client(api: tuple[str, str]) -> Iterator[httpx.Client]:
 def worker(runtime_env: dict[str, str], aws: AwsNames) -> Iterator[str]:
     env = {
         **runtime_env,
-        "WORKER_TASK_TYPES": "stt,llm",
-        "WORKER_QUEUE_URL": aws.queue_url,
-        "WORKER_CONCURRENCY": "2",
-        "STT_PROVIDER": "pocketsphinx",
-        "LLM_PROVIDER": "extractive",
+        "AIPP_WORKER_TASK_TYPES": "stt,llm",
+        "AIPP_WORKER_QUEUE_URL": aws.queue_url,
+        "AIPP_WORKER_CONCURRENCY": "2",
+        "AIPP_STT_PROVIDER": "pocketsphinx",
+        "AIPP_LLM_PROVIDER": "extractive",
     }
     with podman.container("worker", env) as name:
         yield name
@@ -130,9 +130,9 @@ def test_without_the_tmp_volume_the_same_worker_is_unhealthy(
     as the root-owned Fargate volume does, and the health check says so."""
     env = {
         **runtime_env,
-        "WORKER_QUEUE_URL": aws.queue_url,
-        "STT_PROVIDER": "instant",
-        "LLM_PROVIDER": "instant",
+        "AIPP_WORKER_QUEUE_URL": aws.queue_url,
+        "AIPP_STT_PROVIDER": "instant",
+        "AIPP_LLM_PROVIDER": "instant",
     }
     with podman.container("worker", env, image_name=worker_without_tmp_volume) as name:
         time.sleep(15)  # the worker above was healthy within this time

@@ -109,18 +109,18 @@ def test_upload_check_is_bounded_without_reserving_account_concurrency(
 
 
 def _pool_sizes(assembly: Assembly) -> dict[str, set[int]]:
-    """DB_POOL_MAX of every container and function that reaches the database, by kind."""
+    """AIPP_DB_POOL_MAX of every container and function that reaches the database, by kind."""
     found: dict[str, set[int]] = {}
     for task in assembly.resources("AWS::ECS::TaskDefinition").values():
         for c in task["Properties"]["ContainerDefinitions"]:
             env = {e["Name"]: e["Value"] for e in c.get("Environment", [])}
-            if "WORKER_TASK_TYPES" in env:
+            if "AIPP_WORKER_TASK_TYPES" in env:
                 kind = "worker"
             elif c.get("Command") == ["python", "-m", "aipp.admin", "migrate"]:
                 kind = "migration"
             else:
                 kind = "api"
-            found.setdefault(kind, set()).add(int(env["DB_POOL_MAX"]))
+            found.setdefault(kind, set()).add(int(env["AIPP_DB_POOL_MAX"]))
     for obj in applied(assembly):  # the EKS pods (Rollouts and the migration Job)
         if obj["kind"] not in ("Rollout", "Job"):
             continue
@@ -129,9 +129,9 @@ def _pool_sizes(assembly: Assembly) -> dict[str, set[int]]:
         )
         for c in obj["spec"]["template"]["spec"]["containers"]:
             env = {e["name"]: e["value"] for e in c.get("env", [])}
-            found.setdefault(kind, set()).add(int(env["DB_POOL_MAX"]))
+            found.setdefault(kind, set()).add(int(env["AIPP_DB_POOL_MAX"]))
     fn = _upload_function(assembly)
-    found["upload_check"] = {int(fn["Environment"]["Variables"]["DB_POOL_MAX"])}
+    found["upload_check"] = {int(fn["Environment"]["Variables"]["AIPP_DB_POOL_MAX"])}
     return found
 
 

@@ -338,7 +338,7 @@ def test_each_scaled_object_scales_its_own_worker_on_its_own_queue(eks_phase: As
             e["name"]: e["value"]
             for e in _pod(of_kind(eks_phase, "Rollout")[name])["containers"][0]["env"]
         }
-        assert worker_env["WORKER_QUEUE_URL"] == queue, "the worker consumes what KEDA counts"
+        assert worker_env["AIPP_WORKER_QUEUE_URL"] == queue, "the worker consumes what KEDA counts"
     (auth,) = of_kind(eks_phase, "TriggerAuthentication").values()
     assert auth["spec"] == {"podIdentity": {"provider": "aws"}}
     if eks_phase.config.env.value == "staging":
@@ -403,9 +403,9 @@ def test_model_weights_come_from_the_models_bucket_not_a_public_hub(eks_phase: A
         assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
         worker_env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
         kind = task_type.value.upper()
-        assert worker_env[f"{kind}_PROVIDER"] == "openai"
-        assert worker_env[f"OPENAI_{kind}_BASE_URL"] == "http://127.0.0.1:8001"
-        assert worker_env[f"OPENAI_{kind}_MODEL"] == model
+        assert worker_env[f"AIPP_{kind}_PROVIDER"] == "openai"
+        assert worker_env[f"AIPP_OPENAI_{kind}_BASE_URL"] == "http://127.0.0.1:8001"
+        assert worker_env[f"AIPP_OPENAI_{kind}_MODEL"] == model
 
 
 def test_grace_period_covers_the_longest_job_within_the_visibility_timeout(
@@ -417,7 +417,7 @@ def test_grace_period_covers_the_longest_job_within_the_visibility_timeout(
         grace = pod["terminationGracePeriodSeconds"]
         assert queues.longest_job_seconds < grace <= queues.visibility_timeout_seconds
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-        assert int(env["WORKER_SHUTDOWN_GRACE_SECONDS"]) == queues.longest_job_seconds
+        assert int(env["AIPP_WORKER_SHUTDOWN_GRACE_SECONDS"]) == queues.longest_job_seconds
     (chart,) = [
         c["Properties"]
         for c in eks_phase.resources("Custom::AWSCDK-EKS-HelmChart").values()
@@ -564,18 +564,23 @@ def test_secrets_reach_pods_by_arn_never_as_values(eks_phase: Assembly) -> None:
             continue
         for container in _containers(obj):
             names = {e["name"] for e in container.get("env", [])}
-            assert not names & {"REDIS_AUTH_TOKEN", "WEBHOOK_SECRET", "DB_PASSWORD", "DATABASE_URL"}
+            assert not names & {
+                "AIPP_REDIS_AUTH_TOKEN",
+                "AIPP_WEBHOOK_SECRET",
+                "AIPP_DB_PASSWORD",
+                "AIPP_DATABASE_URL",
+            }
             assert all("valueFrom" not in e for e in container.get("env", []))
     job_env = {
         e["name"] for e in _containers(next(iter(of_kind(eks_phase, "Job").values())))[0]["env"]
     }
-    assert "REDIS_AUTH_SECRET_ARN" not in job_env, "the migration cannot read (or need) it"
+    assert "AIPP_REDIS_AUTH_SECRET_ARN" not in job_env, "the migration cannot read (or need) it"
     api_env = {
         e["name"]: e["value"]
         for e in _pod(of_kind(eks_phase, "Rollout")["api"])["containers"][0]["env"]
     }
-    assert "AuthToken" in api_env["REDIS_AUTH_SECRET_ARN"]
-    assert "AppSecret" in api_env["DB_SECRET_ARN"]
+    assert "AuthToken" in api_env["AIPP_REDIS_AUTH_SECRET_ARN"]
+    assert "AppSecret" in api_env["AIPP_DB_SECRET_ARN"]
 
 
 def test_the_api_alarms_watch_the_ingress_load_balancer(eks_phase: Assembly) -> None:

@@ -248,7 +248,7 @@ def test_upload_events_reach_the_lambda_through_a_queue_with_a_dead_letter_queue
         if f["Properties"].get("PackageType") == "Image"
     ]
     variables = fn["Properties"]["Environment"]["Variables"]
-    assert {"AUDIO_BUCKET", "STT_QUEUE_URL", "DB_SECRET_ARN"} <= set(variables)
+    assert {"AIPP_AUDIO_BUCKET", "AIPP_STT_QUEUE_URL", "AIPP_DB_SECRET_ARN"} <= set(variables)
     assert "VpcConfig" in fn["Properties"]
 
 
@@ -298,7 +298,7 @@ def test_per_type_queues_give_one_queue_dlq_and_worker_per_task_type(
         for t in assembly.resources("AWS::ECS::TaskDefinition").values()
         for c in t["Properties"]["ContainerDefinitions"]
         for e in c.get("Environment", [])
-        if e["Name"] == "WORKER_TASK_TYPES"
+        if e["Name"] == "AIPP_WORKER_TASK_TYPES"
     }
     assert env_by_service == {"stt", "llm"}
     step_alarms = [
@@ -382,12 +382,12 @@ def test_workers_know_their_dlq_and_have_a_health_check(phase1: Assembly) -> Non
         c
         for t in phase1.resources("AWS::ECS::TaskDefinition").values()
         for c in t["Properties"]["ContainerDefinitions"]
-        if any(e["Name"] == "WORKER_TASK_TYPES" for e in c.get("Environment", []))
+        if any(e["Name"] == "AIPP_WORKER_TASK_TYPES" for e in c.get("Environment", []))
     ]
     assert workers
     for c in workers:
         names = {e["Name"] for e in c["Environment"]}
-        assert {"WORKER_QUEUE_URL", "WORKER_DLQ_URL", "MAX_RECEIVE_COUNT"} <= names
+        assert {"AIPP_WORKER_QUEUE_URL", "AIPP_WORKER_DLQ_URL", "AIPP_MAX_RECEIVE_COUNT"} <= names
         assert c["HealthCheck"]["Command"] == ["CMD", "python", "-m", "aipp.worker.health"]
         assert c["ReadonlyRootFilesystem"] is True
         assert {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"} in c[
@@ -404,12 +404,14 @@ def test_completion_webhook_is_signed_with_a_generated_key(
         c
         for t in assembly.resources("AWS::ECS::TaskDefinition").values()
         for c in t["Properties"]["ContainerDefinitions"]
-        if any(e["Name"] == "WORKER_TASK_TYPES" for e in c.get("Environment", []))
+        if any(e["Name"] == "AIPP_WORKER_TASK_TYPES" for e in c.get("Environment", []))
     ]
     (worker,) = workers
     env = {e["Name"]: e["Value"] for e in worker["Environment"]}
-    assert env["WEBHOOK_URL"] == "https://hooks.example.com/aipp"
-    assert "WebhookSigningKey" in json.dumps(env["WEBHOOK_SECRET_ARN"]), "the key is read by ARN"
+    assert env["AIPP_WEBHOOK_URL"] == "https://hooks.example.com/aipp"
+    assert "WebhookSigningKey" in json.dumps(env["AIPP_WEBHOOK_SECRET_ARN"]), (
+        "the key is read by ARN"
+    )
     assert not worker.get("Secrets"), "no secret value is injected into the task definition"
     reads = [
         s
@@ -437,9 +439,11 @@ def test_containers_read_database_credentials_from_the_secret(phase1: Assembly) 
     assert len(containers) == 3  # API, worker, migration
     for c in containers:
         names = {e["Name"] for e in c["Environment"]}
-        assert "DB_SECRET_ARN" in names and "DATABASE_URL" not in names
+        assert "AIPP_DB_SECRET_ARN" in names and "AIPP_DATABASE_URL" not in names
         injected = {s["Name"] for s in c.get("Secrets", [])}
-        assert not injected & {"DB_PASSWORD", "DB_USER"}, "credentials are read, not injected"
+        assert not injected & {"AIPP_DB_PASSWORD", "AIPP_DB_USER"}, (
+            "credentials are read, not injected"
+        )
     reads = [
         s
         for key, policy in phase1.resources("AWS::IAM::Policy").items()

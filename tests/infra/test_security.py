@@ -81,12 +81,12 @@ def test_database_forces_tls_and_services_verify_it(any_phase: Assembly) -> None
     envs += [
         f["Properties"]["Environment"]["Variables"]
         for f in any_phase.resources("AWS::Lambda::Function").values()
-        if "DB_SECRET_ARN" in json.dumps(f["Properties"].get("Environment", {}))
+        if "AIPP_DB_SECRET_ARN" in json.dumps(f["Properties"].get("Environment", {}))
     ]
     assert envs
     for env in envs:
-        assert env["DB_SSLMODE"] == "verify-full"
-        assert env["DB_SSL_ROOT_CERT"] == "/opt/aipp/certs/rds-global-bundle.pem"
+        assert env["AIPP_DB_SSLMODE"] == "verify-full"
+        assert env["AIPP_DB_SSL_ROOT_CERT"] == "/opt/aipp/certs/rds-global-bundle.pem"
 
 
 def test_the_upload_check_may_delete_what_it_rejects(phase1: Assembly) -> None:

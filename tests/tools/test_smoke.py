@@ -48,8 +48,8 @@ def smoke_secret(settings: Settings, aws: AwsNames) -> str:
         [sys.executable, "-m", "aipp.admin", "create-api-key", "--tenant", "smoke"],
         env={
             **os.environ,
-            "PYTHONPATH": str(ROOT / "worker_images"),
-            "DATABASE_URL": settings.database_dsn(),
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+            "AIPP_DATABASE_URL": settings.database_dsn(),
         },
         capture_output=True,
         text=True,

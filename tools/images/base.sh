@@ -5,14 +5,14 @@
 # --build-arg BASE_IMAGE. Progress goes to stderr.
 #
 # The local base is cached in podman's storage and rebuilt when it is older than
-# AIPP_BASE_MAX_AGE_DAYS (default 30; Debian's security updates arrive through `apt-get install`
-# in the Dockerfile either way) or when AIPP_BASE_REFRESH=1.
+# IMAGES_BASE_MAX_AGE_DAYS (default 30; Debian's security updates arrive through `apt-get install`
+# in the Dockerfile either way) or when IMAGES_BASE_REFRESH=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 LOCAL_BASE=localhost/aipp-debian:bookworm-local
-MIRROR=${AIPP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-MAX_AGE_DAYS=${AIPP_BASE_MAX_AGE_DAYS:-30}
+MIRROR=${IMAGES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MAX_AGE_DAYS=${IMAGES_BASE_MAX_AGE_DAYS:-30}
 PINNED=$(sed -n 's/^ARG BASE_IMAGE=//p' worker_images/Dockerfile)
 [[ -n $PINNED ]] || { echo "error: no 'ARG BASE_IMAGE=' in worker_images/Dockerfile" >&2; exit 1; }
 
@@ -23,7 +23,7 @@ if podman image exists "$PINNED"; then
   echo ""
   exit 0
 fi
-if [[ ${AIPP_BASE_REFRESH:-0} != 1 ]] && podman image exists "$LOCAL_BASE"; then
+if [[ ${IMAGES_BASE_REFRESH:-0} != 1 ]] && podman image exists "$LOCAL_BASE"; then
   created=$(podman image inspect --format '{{.Created.Unix}}' "$LOCAL_BASE")
   age_days=$(( ($(date +%s) - created) / 86400 ))
   if (( age_days < MAX_AGE_DAYS )); then
@@ -35,7 +35,7 @@ if [[ ${AIPP_BASE_REFRESH:-0} != 1 ]] && podman image exists "$LOCAL_BASE"; then
 fi
 # A registry that is not reachable answers at once (no DNS) or not at all: bound the wait.
 say "base: pulling $PINNED"
-if timeout "${AIPP_PULL_TIMEOUT:-120}" podman pull --quiet "$PINNED" >/dev/null 2>&1; then
+if timeout "${IMAGES_PULL_TIMEOUT:-120}" podman pull --quiet "$PINNED" >/dev/null 2>&1; then
   say "base: $PINNED (pulled)"
   echo ""
   exit 0

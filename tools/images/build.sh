@@ -3,14 +3,14 @@
 # inside), no Docker daemon. Tags localhost/aipp-<target>. Layers are cached in podman's storage,
 # so a second run rebuilds only what changed.
 #
-#   AIPP_IMAGE_TARGETS   targets to build (default: api worker upload-lambda)
-#   AIPP_ISOLATION       podman build --isolation (default chroot: works inside containers too)
+#   IMAGES_TARGETS   targets to build (default: api worker upload-lambda)
+#   IMAGES_ISOLATION     podman build --isolation (default chroot: works inside containers too)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-read -r -a targets <<<"${AIPP_IMAGE_TARGETS:-api worker upload-lambda}"
+read -r -a targets <<<"${IMAGES_TARGETS:-api worker upload-lambda}"
 
-args=(--isolation "${AIPP_ISOLATION:-chroot}" --format docker --layers -f worker_images/Dockerfile)
+args=(--isolation "${IMAGES_ISOLATION:-chroot}" --format docker --layers -f worker_images/Dockerfile)
 
 base=$(bash tools/images/base.sh)
 [[ -z $base ]] || args+=(--build-arg "BASE_IMAGE=$base")

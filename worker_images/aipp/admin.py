@@ -55,7 +55,7 @@ async def _create_database_if_missing(dsn: str, settings: Settings) -> None:
 
 
 def _app_credentials(settings: Settings) -> tuple[str, str] | None:
-    """(username, password) of the application user, from DB_APP_SECRET_ARN."""
+    """(username, password) of the application user, from AIPP_DB_APP_SECRET_ARN."""
     if not settings.db_app_secret_arn:
         return None
     raw = secrets_client(settings).get_secret_value(SecretId=settings.db_app_secret_arn)
@@ -64,10 +64,10 @@ def _app_credentials(settings: Settings) -> tuple[str, str] | None:
         user, password = data["username"], data["password"]
     except (KeyError, TypeError, ValueError):
         raise CommandError(
-            "DB_APP_SECRET_ARN is not a JSON secret with `username` and `password`"
+            "AIPP_DB_APP_SECRET_ARN is not a JSON secret with `username` and `password`"
         ) from None
     if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
-        raise CommandError("DB_APP_SECRET_ARN has an empty `username` or `password`")
+        raise CommandError("AIPP_DB_APP_SECRET_ARN has an empty `username` or `password`")
     return user, password
 
 
@@ -177,7 +177,8 @@ def cmd_revoke_api_key(settings: Settings, args: argparse.Namespace) -> int:
         print(f"key {args.key} was already revoked")
         return 0
     print(f"revoked: {_show(revoked[0])}")
-    print(f"API processes refuse it within AUTH_CACHE_SECONDS ({settings.auth_cache_seconds:g} s)")
+    within = f"AIPP_AUTH_CACHE_SECONDS ({settings.auth_cache_seconds:g} s)"
+    print(f"API processes refuse it within {within}")
     return 0
 
 

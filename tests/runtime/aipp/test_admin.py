@@ -26,21 +26,21 @@ def admin(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         check=False,
         env={
             **os.environ,
-            "PYTHONPATH": str(ROOT / "worker_images"),
-            "REDIS_URL": REDIS_URL,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+            "AIPP_REDIS_URL": REDIS_URL,
             **env,
         },
     )
 
 
 def test_migrate_then_create_a_key_printed_last(empty_database: str) -> None:
-    first = admin("migrate", DATABASE_URL=empty_database)
+    first = admin("migrate", AIPP_DATABASE_URL=empty_database)
     assert first.returncode == 0, first.stderr
     assert current_revision(empty_database) is not None
-    again = admin("migrate", DATABASE_URL=empty_database)
+    again = admin("migrate", AIPP_DATABASE_URL=empty_database)
     assert again.returncode == 0, again.stderr
 
-    created = admin("create-api-key", "--tenant", "acme", DATABASE_URL=empty_database)
+    created = admin("create-api-key", "--tenant", "acme", AIPP_DATABASE_URL=empty_database)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("aipp_")
@@ -63,7 +63,7 @@ def test_migrate_then_create_a_key_printed_last(empty_database: str) -> None:
 
 
 def test_bad_environment_fails_with_a_clear_message() -> None:
-    result = admin("migrate", MAX_UPLOAD_BYTES="lots")
+    result = admin("migrate", AIPP_MAX_UPLOAD_BYTES="lots")
     assert result.returncode == 2
-    assert "MAX_UPLOAD_BYTES" in result.stderr
+    assert "AIPP_MAX_UPLOAD_BYTES" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,5 +1,5 @@
-"""`admin migrate` as the stacks run it: the master secret in DB_SECRET_ARN, the application
-user's secret in DB_APP_SECRET_ARN (both in moto's Secrets Manager), against the real local
+"""`admin migrate` as the stacks run it: the master secret in AIPP_DB_SECRET_ARN, the application
+user's secret in AIPP_DB_APP_SECRET_ARN (both in moto's Secrets Manager), against the real local
 PostgreSQL. The services then work with the application role's DML rights alone.
 
 Local PostgreSQL trusts 127.0.0.1, so passwords are not checked here; roles, ownership, LOGIN and
@@ -56,7 +56,7 @@ def _aws_env(endpoint: str) -> dict[str, str]:
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "DATABASE_URL": "",
+        "AIPP_DATABASE_URL": "",
     }
 
 
@@ -119,15 +119,15 @@ def test_migrate_makes_a_migration_owner_and_a_dml_only_app_role(
     fresh: dict[str, str], moto_endpoint: str
 ) -> None:
     # A database migrated the old way, as the master user: its objects must be handed over.
-    old = admin("migrate", DATABASE_URL=_with_database(ADMIN_DSN, fresh["db"]))
+    old = admin("migrate", AIPP_DATABASE_URL=_with_database(ADMIN_DSN, fresh["db"]))
     assert old.returncode == 0, old.stderr
     env = {
         **_aws_env(moto_endpoint),
-        "DB_SECRET_ARN": _master_secret(moto_endpoint, fresh["db"]),
-        "DB_APP_SECRET_ARN": _secret(
+        "AIPP_DB_SECRET_ARN": _master_secret(moto_endpoint, fresh["db"]),
+        "AIPP_DB_APP_SECRET_ARN": _secret(
             moto_endpoint, {"username": fresh["app"], "password": "app-pass-1"}
         ),
-        "DB_MIGRATION_ROLE": fresh["mig"],
+        "AIPP_DB_MIGRATION_ROLE": fresh["mig"],
     }
     first = admin("migrate", **env)
     assert first.returncode == 0, first.stderr
@@ -157,27 +157,27 @@ def test_migrate_makes_a_migration_owner_and_a_dml_only_app_role(
 def test_migrate_failures_are_one_line_and_non_zero(
     fresh: dict[str, str], moto_endpoint: str
 ) -> None:
-    base = {**_aws_env(moto_endpoint), "DB_MIGRATION_ROLE": fresh["mig"]}
+    base = {**_aws_env(moto_endpoint), "AIPP_DB_MIGRATION_ROLE": fresh["mig"]}
     no_password = admin(
         "migrate",
         **base,
-        DB_SECRET_ARN=_master_secret(moto_endpoint, fresh["db"]),
-        DB_APP_SECRET_ARN=_secret(moto_endpoint, {"username": fresh["app"]}),
+        AIPP_DB_SECRET_ARN=_master_secret(moto_endpoint, fresh["db"]),
+        AIPP_DB_APP_SECRET_ARN=_secret(moto_endpoint, {"username": fresh["app"]}),
     )
     assert no_password.returncode == 1
     assert no_password.stderr.strip().count("\n") == 0
-    assert "DB_APP_SECRET_ARN" in no_password.stderr and "Traceback" not in no_password.stderr
+    assert "AIPP_DB_APP_SECRET_ARN" in no_password.stderr and "Traceback" not in no_password.stderr
 
     missing_secret = admin(
         "migrate",
         **base,
-        DB_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-abcdef",
+        AIPP_DB_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-abcdef",
     )
     assert missing_secret.returncode == 1
     assert missing_secret.stderr.strip().count("\n") == 0
     assert "ResourceNotFoundException" in missing_secret.stderr
 
-    unreachable = admin("migrate", DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
+    unreachable = admin("migrate", AIPP_DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
     assert unreachable.returncode == 1
     assert unreachable.stderr.startswith("error: migrate failed:")
     assert unreachable.stderr.strip().count("\n") == 0

@@ -232,11 +232,11 @@ def test_lambda_entrypoint_reads_the_environment_at_cold_start(
     monkeypatch: pytest.MonkeyPatch, settings: Settings, aws: AwsNames
 ) -> None:
     for name, value in {
-        "DATABASE_URL": settings.database_dsn(),
-        "REDIS_URL": settings.redis_dsn(),
-        "AUDIO_BUCKET": aws.bucket,
-        "STT_QUEUE_URL": aws.queue_url,
-        "LLM_QUEUE_URL": aws.queue_url,
+        "AIPP_DATABASE_URL": settings.database_dsn(),
+        "AIPP_REDIS_URL": settings.redis_dsn(),
+        "AIPP_AUDIO_BUCKET": aws.bucket,
+        "AIPP_STT_QUEUE_URL": aws.queue_url,
+        "AIPP_LLM_QUEUE_URL": aws.queue_url,
         "AWS_ENDPOINT_URL": aws.endpoint,
         "AWS_REGION": "us-east-1",
     }.items():

@@ -1,9 +1,9 @@
 """Pure ASGI middleware: header and body limits, metrics and one JSON access-log line.
 
 The body limit depends on the request: a multipart upload to `POST /v1/tasks` may carry up to
-MAX_MULTIPART_BYTES (plus framing), every other body MAX_JSON_BODY_BYTES. The limit is enforced
-on the declared Content-Length and again on the bytes actually received (chunked bodies), so an
-oversized body is refused after at most the limit was read, whatever the client declares.
+AIPP_MAX_MULTIPART_BYTES (plus framing), every other body AIPP_MAX_JSON_BODY_BYTES. The limit is
+enforced on the declared Content-Length and again on the bytes actually received (chunked bodies),
+so an oversized body is refused after at most the limit was read, whatever the client declares.
 """
 
 from __future__ import annotations

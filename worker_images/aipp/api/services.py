@@ -14,6 +14,7 @@ from aipp.core.config import Settings
 from aipp.core.db import Credentials, Database, Principal, Quota, create_pool, hash_api_key
 from aipp.core.queue import Queue
 from aipp.core.storage import Storage
+from aipp_contract.messages import Kind
 
 log = logging.getLogger("aipp.api")
 AUTH_CACHE_SIZE = 10_000
@@ -49,7 +50,7 @@ class Services:
             settings=settings,
             db=Database(pool, reader),
             storage=Storage(settings),
-            queue=Queue(settings),
+            queue=Queue(settings, kind=Kind.API),
             cache=Cache(create_redis(settings)),
             metrics=metrics,
         )
@@ -66,8 +67,8 @@ class Services:
         )
 
     def cached_principal(self, key: str) -> tuple[bool, Principal | None]:
-        """(known, principal) from the in-process cache: a valid key for AUTH_CACHE_SECONDS, an
-        unknown one for AUTH_NEGATIVE_CACHE_SECONDS."""
+        """(known, principal) from the in-process cache: a valid key for AIPP_AUTH_CACHE_SECONDS, an
+        unknown one for AIPP_AUTH_NEGATIVE_CACHE_SECONDS."""
         hit = self._auth_cache.get(hash_api_key(key))
         if hit is not None and hit[1] > time.monotonic():
             return True, hit[0]

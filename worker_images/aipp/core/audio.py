@@ -1,10 +1,9 @@
-"""What counts as audio (magic bytes, never the client's word) and as a safe filename."""
+"""The content types a client may declare, and what counts as a safe filename. What counts as
+audio (its bytes) is an upload rule of `aipp_contract.upload`."""
 
 from __future__ import annotations
 
 import unicodedata
-
-SNIFF_BYTES = 64
 
 _ALIASES = {
     "audio/mp3": "audio/mpeg",
@@ -28,27 +27,6 @@ def accepted_content_types(allowed: tuple[str, ...]) -> tuple[str, ...]:
 def normalize_content_type(value: str) -> str:
     base = value.split(";", 1)[0].strip().lower()
     return _ALIASES.get(base, base)
-
-
-def sniff_audio(head: bytes) -> str | None:  # noqa: PLR0911 - one exit per format
-    """The audio MIME type that the first bytes of a file announce, or None if not audio."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head[:4] == b"fLaC":
-        return "audio/flac"
-    if head[:4] == b"OggS":
-        return "audio/ogg"
-    if head[:3] == b"ID3":
-        return "audio/mpeg"
-    if len(head) >= 3 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        version, layer, bitrate = (head[1] >> 3) & 0x3, (head[1] >> 1) & 0x3, head[2] >> 4
-        if version != 1 and layer != 0 and bitrate not in (0, 15):
-            return "audio/mpeg"
-    if head[4:8] == b"ftyp" and head[8:12] in {b"M4A ", b"M4B ", b"mp42", b"isom", b"dash"}:
-        return "audio/mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "audio/webm"
-    return None
 
 
 def filename_problem(name: str) -> str | None:  # noqa: PLR0911 - one exit per rule

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -33,7 +32,7 @@ def _client_kwargs(
     kwargs: dict[str, Any] = {"config": config, "region_name": settings.aws_region}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
-        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        if not settings.aws_access_key_id:
             # moto's server accepts any credentials; never used against real AWS.
             kwargs["aws_access_key_id"] = "testing"
             kwargs["aws_secret_access_key"] = "testing"  # noqa: S105
@@ -67,15 +66,16 @@ def secrets_client(settings: Settings) -> SecretsManagerClient:
 
 
 def db_secret_string(settings: Settings) -> str:
-    """The current value (AWSCURRENT) of DB_SECRET_ARN: one GetSecretValue call."""
+    """The current value (AWSCURRENT) of AIPP_DB_SECRET_ARN: one GetSecretValue call."""
     if not settings.db_secret_arn:
-        raise ValueError("DB_SECRET_ARN is not set")
+        raise ValueError("AIPP_DB_SECRET_ARN is not set")
     secret = secrets_client(settings).get_secret_value(SecretId=settings.db_secret_arn)
     return secret["SecretString"]
 
 
 def resolve_db_secret(settings: Settings) -> Settings:
-    """Fill DB_* from DB_SECRET_ARN once (unless DATABASE_URL is set): for one-off commands.
+    """Fill the DB_* settings from AIPP_DB_SECRET_ARN once (unless AIPP_DATABASE_URL is set): for
+    one-off commands.
 
     Long-running processes (API, workers, the upload Lambda) do not call this: their pools read
     the secret through `aipp.core.db.Credentials`, which also follows a rotation.

@@ -1,24 +1,25 @@
-"""One `Settings` object, read from the environment and validated once at start."""
+"""One `Settings` object, read from the environment and validated once at start.
+
+Field `x` is read from `AIPP_X` (`aipp_contract.env`), a few standard names excepted
+(`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `ECS_AGENT_URI`). `load_settings`
+refuses an `AIPP_` variable that names no setting, with the closest known name.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_ALLOWED_CONTENT_TYPES = (
-    "audio/mpeg",
-    "audio/wav",
-    "audio/flac",
-    "audio/ogg",
-    "audio/mp4",
-    "audio/webm",
-)
-
+from aipp_contract.env import PREFIX, STANDARD, env_name
+from aipp_contract.upload import DEFAULT_ALLOWED_CONTENT_TYPES
 
 SslMode = Literal["disable", "prefer", "require", "verify-full"]
 
@@ -27,10 +28,17 @@ class SettingsError(SystemExit):
     """Raised when the environment does not describe a usable configuration."""
 
 
-class Settings(BaseSettings):
-    """Every value comes from an environment variable of the same name (upper case)."""
+def _standard(field: str) -> Any:
+    """A setting read under its standard name (and its field name, for keyword arguments)."""
+    return AliasChoices(field, STANDARD[field])
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+class Settings(BaseSettings):
+    """Every value comes from `AIPP_<FIELD>` (upper case), or the standard name in STANDARD."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, extra="ignore", frozen=True, case_sensitive=False
+    )
 
     database_url: str | None = Field(
         default=None, description="postgresql://user:password@host:port/dbname"
@@ -43,7 +51,7 @@ class Settings(BaseSettings):
     db_secret_arn: str | None = Field(
         default=None,
         description="the RDS secret (JSON host, port, dbname, username, password): read at the"
-        " first connection and again when the database refuses it (rotation); wins over DB_*",
+        " first connection and again when the database refuses it (rotation); wins over AIPP_DB_*",
     )
     db_secret_reread_seconds: float = Field(
         default=5.0,
@@ -88,7 +96,7 @@ class Settings(BaseSettings):
     redis_auth_secret_arn: str | None = Field(
         default=None,
         description="Secrets Manager secret holding the Redis AUTH token: read once at start"
-        " with the process's own role (wins over REDIS_AUTH_TOKEN)",
+        " with the process's own role (wins over AIPP_REDIS_AUTH_TOKEN)",
     )
 
     audio_bucket: str = Field(default="aipp-audio-local", min_length=3, description="S3 bucket")
@@ -98,9 +106,20 @@ class Settings(BaseSettings):
     llm_queue_url: str = Field(
         default="http://127.0.0.1:5000/123456789012/aipp-tasks", description="LLM queue"
     )
-    aws_region: str = Field(default="us-east-1", description="AWS region")
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=_standard("aws_region"), description="AWS region"
+    )
     aws_endpoint_url: str | None = Field(
-        default=None, description="only locally: moto's server for S3 and SQS"
+        default=None,
+        validation_alias=_standard("aws_endpoint_url"),
+        description="only locally: moto's server for S3 and SQS",
+    )
+    aws_access_key_id: str | None = Field(
+        default=None,
+        repr=False,
+        validation_alias=_standard("aws_access_key_id"),
+        description="only locally: with AWS_ENDPOINT_URL and no key, moto's `testing` key is"
+        " used; in AWS the SDK finds the role's credentials itself",
     )
 
     max_upload_bytes: int = Field(
@@ -157,7 +176,7 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description="how often the workers look for stranded tasks (queued, transcribing or"
-        " summarizing, with no lock and no change for RECONCILE_AFTER_SECONDS); 0: never",
+        " summarizing, with no lock and no change for AIPP_RECONCILE_AFTER_SECONDS); 0: never",
     )
     reconcile_after_seconds: float = Field(
         default=900.0,
@@ -170,6 +189,11 @@ class Settings(BaseSettings):
         min_length=1,
         description="the release this process runs (the stacks set its image's asset hash);"
         " /healthz reports it",
+    )
+    build: Literal["release", "local-only"] | None = Field(
+        default=None,
+        description="set by the image: `release` ships the RDS CA bundle, `local-only` does not"
+        " (worker_images/Dockerfile); unset outside an image",
     )
     max_header_bytes: int = Field(default=8192, ge=1024, description="largest request header")
     dependency_timeout_seconds: float = Field(default=3.0, gt=0, description="per call")
@@ -199,6 +223,12 @@ class Settings(BaseSettings):
         default="/tmp/aipp-worker-heartbeat",  # noqa: S108 - a liveness marker, not data
         description="touched while the receive loop runs (container HEALTHCHECK); empty: off",
     )
+    worker_health_max_age_seconds: float = Field(
+        default=90.0,
+        gt=0,
+        description="the health check (`python -m aipp.worker.health`) fails when the heartbeat"
+        " file is older than this",
+    )
     worker_job_deadline_seconds: float = Field(
         default=4 * 3600.0,
         gt=0,
@@ -209,7 +239,7 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="first wait when a provider throttles, answers 5xx or refuses connections;"
-        " doubles up to PROVIDER_RETRY_MAX_SECONDS, until the job deadline",
+        " doubles up to AIPP_PROVIDER_RETRY_MAX_SECONDS, until the job deadline",
     )
     provider_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="longest single wait for a provider outage"
@@ -218,7 +248,9 @@ class Settings(BaseSettings):
         default=3, ge=1, le=1000, description="the queue's DLQ maxReceiveCount"
     )
     ecs_agent_uri: str | None = Field(
-        default=None, description="set by ECS: scale-in protection while jobs run"
+        default=None,
+        validation_alias=_standard("ecs_agent_uri"),
+        description="set by ECS: scale-in protection while jobs run",
     )
     webhook_url: str | None = Field(
         default=None, description="POSTed when a task completes or fails (optional)"
@@ -229,7 +261,7 @@ class Settings(BaseSettings):
     webhook_secret_arn: str | None = Field(
         default=None,
         description="Secrets Manager secret holding the webhook key: read once at start with the"
-        " process's own role (wins over WEBHOOK_SECRET)",
+        " process's own role (wins over AIPP_WEBHOOK_SECRET)",
     )
 
     # --- AI providers --------------------------------------------------------------------------
@@ -256,10 +288,10 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8001", description="OpenAI-compatible server (vLLM, Whisper)"
     )
     openai_stt_base_url: str | None = Field(
-        default=None, description="Whisper server, when not OPENAI_BASE_URL"
+        default=None, description="Whisper server, when not AIPP_OPENAI_BASE_URL"
     )
     openai_llm_base_url: str | None = Field(
-        default=None, description="chat server, when not OPENAI_BASE_URL"
+        default=None, description="chat server, when not AIPP_OPENAI_BASE_URL"
     )
     openai_api_key: str | None = Field(default=None, repr=False, description="Bearer token")
     openai_stt_model: str = Field(
@@ -302,7 +334,7 @@ class Settings(BaseSettings):
         return value
 
     def worker_queue(self) -> str:
-        """The queue this worker consumes: WORKER_QUEUE_URL, else its first task type's queue."""
+        """The queue this worker consumes: AIPP_WORKER_QUEUE_URL, else its first type's queue."""
         if self.worker_queue_url:
             return self.worker_queue_url
         return self.stt_queue_url if self.worker_task_types[0] == "stt" else self.llm_queue_url
@@ -328,15 +360,15 @@ class Settings(BaseSettings):
     def _database_source(self) -> Settings:
         parts = (self.db_host, self.db_name, self.db_user)
         if any(parts) and not all(parts):
-            raise ValueError("DB_HOST, DB_NAME and DB_USER must be set together")
+            raise ValueError("AIPP_DB_HOST, AIPP_DB_NAME and AIPP_DB_USER must be set together")
         if self.db_pool_min > self.db_pool_max:
-            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+            raise ValueError("AIPP_DB_POOL_MIN must not exceed AIPP_DB_POOL_MAX")
         return self
 
     def database_dsn(self) -> str:
-        """The DSN to connect with; DB_SECRET_ARN must be resolved first (`with_db_secret`).
+        """The DSN to connect with; AIPP_DB_SECRET_ARN must be resolved first (`with_db_secret`).
 
-        Pools do not call this directly for DB_SECRET_ARN: `aipp.core.db.Credentials` reads the
+        Pools do not call this directly for AIPP_DB_SECRET_ARN: `aipp.core.db.Credentials` reads the
         secret at the first connection and re-reads it after a rotation.
         """
         if self.database_url:
@@ -348,11 +380,12 @@ class Settings(BaseSettings):
                 f"@{self.db_host}:{self.db_port}/{quote(self.db_name, safe='')}"
             )
         if self.db_secret_arn:
-            raise SettingsError("DB_SECRET_ARN is set but the secret was not resolved")
+            raise SettingsError("AIPP_DB_SECRET_ARN is set but the secret was not resolved")
         return "postgresql://postgres@127.0.0.1:5432/aipp"
 
     def with_db_secret(self, secret_string: str) -> Settings:
-        """A copy with DB_* from an RDS secret (JSON: host, port, dbname, username, password)."""
+        """A copy with the db_* settings from an RDS secret (JSON: host, port, dbname, username,
+        password)."""
         data = json.loads(secret_string)
         return self.model_copy(
             update={
@@ -374,23 +407,46 @@ class Settings(BaseSettings):
         return "redis://127.0.0.1:6379/0"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the environment; exit with one clear message per bad variable.
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per `AIPP_` variable in `environ` that names no setting, with the closest
+    known name: a misspelled variable stops the process instead of being ignored."""
+    known = {env_name(field) for field in Settings.model_fields}
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(PREFIX) and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            lines.append(f"unknown variable {name}{hint}")
+    return lines
 
-    Secrets named by ARN (REDIS_AUTH_SECRET_ARN, WEBHOOK_SECRET_ARN) are read here, once, so a
-    process that cannot read one stops at start with one line naming it.
-    """
+
+def read_environment(**overrides: Any) -> Settings:
+    """`Settings` from the environment, without reading any secret; exits with one line per
+    unknown `AIPP_` variable or bad value."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError("invalid configuration from the environment: " + "; ".join(unknown))
     try:
-        settings = Settings(**overrides)
+        return Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {err['msg']}")
+            field = "_".join(str(p) for p in err["loc"])
+            name = env_name(field) if field in Settings.model_fields else field.upper()
+            lines.append(f"  {name or 'settings'}: {err['msg']}")
         raise SettingsError(
             "invalid configuration from the environment:\n" + "\n".join(lines)
         ) from None
-    return with_secrets_by_arn(settings)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the environment; exit with one clear message per bad variable.
+
+    Secrets named by ARN (AIPP_REDIS_AUTH_SECRET_ARN, AIPP_WEBHOOK_SECRET_ARN) are read here,
+    once, so a process that cannot read one stops at start with one line naming it.
+    """
+    return with_secrets_by_arn(read_environment(**overrides))
 
 
 # Settings filled from a Secrets Manager secret named by another setting.
@@ -422,12 +478,12 @@ def with_secrets_by_arn(settings: Settings) -> Settings:
         except ClientError as exc:
             reason = exc.response.get("Error", {}).get("Code", "error")
             raise SettingsError(
-                f"{arn_field.upper()}: cannot read secret {arn}: {reason}"
+                f"{env_name(arn_field)}: cannot read secret {arn}: {reason}"
             ) from None
         except BotoCoreError as exc:
-            raise SettingsError(f"{arn_field.upper()}: cannot read secret {arn}: {exc}") from None
+            raise SettingsError(f"{env_name(arn_field)}: cannot read secret {arn}: {exc}") from None
         if "SecretString" not in secret:
-            raise SettingsError(f"{arn_field.upper()}: secret {arn} has no string value")
+            raise SettingsError(f"{env_name(arn_field)}: secret {arn} has no string value")
         update[value_field] = secret["SecretString"]
     return settings.model_copy(update=update)
 

@@ -41,9 +41,9 @@ SecretReader = Callable[[], Awaitable[str]]
 
 
 def ssl_option(settings: Settings) -> ssl.SSLContext | Literal["prefer"] | bool | None:
-    """asyncpg's `ssl` argument for DB_SSLMODE (None: leave it to the DSN and the default).
+    """asyncpg's `ssl` argument for AIPP_DB_SSLMODE (None: leave it to the DSN and the default).
 
-    `verify-full` checks the chain against DB_SSL_ROOT_CERT (else the system's trust store) and
+    `verify-full` checks the chain against AIPP_DB_SSL_ROOT_CERT (else the system's trust store) and
     the host name against the certificate, as libpq does; `require` encrypts without checking.
     """
     mode = settings.db_sslmode
@@ -67,8 +67,8 @@ def ssl_option(settings: Settings) -> ssl.SSLContext | Literal["prefer"] | bool 
 class Credentials:
     """The credentials each new connection of a pool logs in with.
 
-    Fixed (DATABASE_URL, or DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD), or from the RDS secret
-    in DB_SECRET_ARN: read at the first connection, and read again when the database refuses
+    Fixed (AIPP_DATABASE_URL, or AIPP_DB_HOST/_PORT/_NAME/_USER/_PASSWORD), or from the RDS secret
+    in AIPP_DB_SECRET_ARN: read at the first connection, and read again when the database refuses
     them, which is what a single-user rotation does to every process started before it. The
     connection is then retried once with what the re-read found; if it is refused again (or the
     secret did not change), the error goes up and the database counts as down.
@@ -102,7 +102,7 @@ class Credentials:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Credentials:
-        """DATABASE_URL first, then DB_SECRET_ARN, then DB_* (and the local default)."""
+        """AIPP_DATABASE_URL first, then AIPP_DB_SECRET_ARN, then DB_* (and the local default)."""
         if settings.database_url or not settings.db_secret_arn:
             return cls(settings, dsn=settings.database_dsn())
 
@@ -157,7 +157,7 @@ class Credentials:
             dsn = await self._load()
             if dsn == self._dsn:
                 self._quiet_until = time.monotonic() + self._reread_seconds
-                log.error("the database refuses the credentials in DB_SECRET_ARN")
+                log.error("the database refuses the credentials in AIPP_DB_SECRET_ARN")
                 return False
             self._dsn = dsn
             self._version += 1
@@ -251,7 +251,7 @@ class ApiKeyInfo:
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """The deployment's default limits per tenant (QUOTA_TASKS_IN_FLIGHT, QUOTA_TASKS_PER_DAY)."""
+    """The deployment's default limits per tenant (AIPP_QUOTA_TASKS_IN_FLIGHT and _PER_DAY)."""
 
     in_flight: int
     per_day: int

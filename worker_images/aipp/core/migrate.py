@@ -1,9 +1,9 @@
 """Apply the versioned migrations (alembic) — only ever from the admin command, never on import.
 
-With an application secret (DB_APP_SECRET_ARN), `prepare_roles` and `grant_app` set up least
+With an application secret (AIPP_DB_APP_SECRET_ARN), `prepare_roles` and `grant_app` set up least
 privilege around the migration, connected as the RDS master user:
 
-- a NOLOGIN migration role (DB_MIGRATION_ROLE) owns the schema's objects; alembic runs under it
+- a NOLOGIN migration role (AIPP_DB_MIGRATION_ROLE) owns the schema's objects; alembic runs under it
   (`SET ROLE`), and objects created earlier by anyone else (the master user, before this
   existed) are handed to it;
 - the application login role (username and password from the secret) may only read and write

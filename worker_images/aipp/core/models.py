@@ -8,6 +8,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from aipp_contract.messages import TaskType
+
+__all__ = [
+    "OPEN_STATES",
+    "STATE_TIMESTAMP",
+    "TRANSITIONS",
+    "UPLOAD_EXPIRED",
+    "InvalidTransition",
+    "Task",
+    "TaskState",
+    "TaskType",
+    "check_transition",
+]
+
 
 class TaskState(StrEnum):
     AWAITING_UPLOAD = "awaiting_upload"
@@ -16,11 +30,6 @@ class TaskState(StrEnum):
     SUMMARIZING = "summarizing"
     COMPLETED = "completed"
     FAILED = "failed"
-
-
-class TaskType(StrEnum):
-    STT = "stt"
-    LLM = "llm"
 
 
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
@@ -62,39 +71,6 @@ class InvalidTransition(ValueError):
 def check_transition(source: TaskState, target: TaskState) -> None:
     if target not in TRANSITIONS[source]:
         raise InvalidTransition(source, target)
-
-
-def upload_key(tenant_id: uuid.UUID, task_id: uuid.UUID, filename: str) -> str:
-    return f"uploads/{tenant_id}/{task_id}/{filename}"
-
-
-def transcript_key(tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
-    return f"transcripts/{tenant_id}/{task_id}.json"
-
-
-def result_key(tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
-    return f"results/{tenant_id}/{task_id}.json"
-
-
-def task_prefixes(tenant_id: uuid.UUID, task_id: uuid.UUID) -> tuple[str, ...]:
-    """Every key prefix under which a task's objects live: its upload, our transcript and
-    result, and Transcribe's own output (`transcripts/<tenant>/<task>.transcribe.json`)."""
-    return (
-        f"uploads/{tenant_id}/{task_id}/",
-        f"transcripts/{tenant_id}/{task_id}.",
-        f"results/{tenant_id}/{task_id}.",
-    )
-
-
-def parse_upload_key(key: str) -> tuple[uuid.UUID, uuid.UUID, str] | None:
-    """(tenant_id, task_id, filename) from `uploads/<tenant>/<task>/<filename>`, else None."""
-    parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "uploads" or not parts[3]:
-        return None
-    try:
-        return uuid.UUID(parts[1]), uuid.UUID(parts[2]), parts[3]
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ arrived: the Lambda was down longer than the grace period), so uploaded audio is
 deleted.
 
 The object must really be audio of an allowed type (magic bytes from one ranged GET, never the
-client's word), within the size limit and of the size the client declared. Then the task moves
+client's word), within the size limit and of the size the client declared: the upload rules of
+`aipp_contract.upload`, which the API applies to a multipart upload too. Then the task moves
 `awaiting_upload → queued` with a compare-and-set that records the object version that was
 read, and the STT message is sent (carrying that version: the worker reads exactly it). A
 second check of the same object finds the task no longer `awaiting_upload` and does nothing; a
@@ -20,12 +21,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from aipp.core.audio import SNIFF_BYTES, sniff_audio
 from aipp.core.config import Settings
 from aipp.core.db import Database
 from aipp.core.models import UPLOAD_EXPIRED, Task, TaskState, TaskType
 from aipp.core.queue import Queue, TaskMessage
 from aipp.core.storage import Storage
+from aipp_contract.upload import NOT_AUDIO, SNIFF_BYTES, Rejection, inspect_upload
 
 log = logging.getLogger("aipp.upload_check")
 
@@ -73,38 +74,26 @@ class UploadCheck:
                 return "ignored:replaced-upload-removed"
         return "duplicate"
 
-    async def check(self, task: Task, version: str | None = None) -> str:  # noqa: PLR0911
+    async def check(self, task: Task, version: str | None = None) -> str:
         """What happened to the object at `task.object_key` (optionally: that version)."""
         if task.state is not TaskState.AWAITING_UPLOAD:
             return await self._not_waiting(task, version)
         head = await self.storage.read_head(task.object_key, SNIFF_BYTES, version)
         if head is None:
             return "ignored:object-gone"
-        limit = self.settings.max_upload_bytes
-        if head.size == 0:
-            return await self._reject(
-                task, head.version_id, "empty_file", "the uploaded file is empty"
-            )
-        if head.size > limit:
-            return await self._reject(
-                task,
-                head.version_id,
-                "file_too_large",
-                f"the file exceeds the limit of {limit} bytes",
-            )
-        if head.size != task.size_bytes:
+        found = inspect_upload(
+            head.size,
+            head.data,
+            limit=self.settings.max_upload_bytes,
+            declared_size=task.size_bytes,
+        )
+        if isinstance(found, Rejection):
+            return await self._reject(task, head.version_id, found.code, found.message)
+        if found not in self.settings.allowed_content_types:
             return await self._reject(
                 task,
                 head.version_id,
-                "size_mismatch",
-                f"uploaded {head.size} bytes, but the task declared {task.size_bytes}",
-            )
-        sniffed = sniff_audio(head.data)
-        if sniffed is None or sniffed not in self.settings.allowed_content_types:
-            return await self._reject(
-                task,
-                head.version_id,
-                "not_audio",
+                NOT_AUDIO,
                 "the uploaded file is not audio of an allowed type",
             )
         queued = await self.db.transition(

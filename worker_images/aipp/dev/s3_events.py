@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aipp.core.aws import s3_client
 from aipp.core.config import SettingsError, load_settings
 from aipp.core.logging import configure_logging
+from aipp_contract.keys import UPLOADS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -70,7 +71,7 @@ class Bridge:
     """Remembers what it sent: key → (ETag, LastModified) of the object version it announced."""
 
     def __init__(
-        self, s3: S3Client, bucket: str, region: str, handler: Handler, prefix: str = "uploads/"
+        self, s3: S3Client, bucket: str, region: str, handler: Handler, prefix: str = UPLOADS
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -109,7 +110,7 @@ class Bridge:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aipp.dev.s3_events", description=__doc__)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
-    parser.add_argument("--prefix", default="uploads/", help="the prefix the bucket notifies on")
+    parser.add_argument("--prefix", default=UPLOADS, help="the prefix the bucket notifies on")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

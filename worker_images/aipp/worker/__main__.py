@@ -1,4 +1,4 @@
-"""`python -m aipp.worker`: consume the queue in WORKER_QUEUE_URL until SIGTERM/SIGINT."""
+"""`python -m aipp.worker`: consume the queue in AIPP_WORKER_QUEUE_URL until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from aipp.core.aws import sqs_client
@@ -28,6 +29,7 @@ from aipp.worker.reconciler import Reconciler
 from aipp.worker.runner import Worker
 from aipp.worker.sweeper import UploadSweeper
 from aipp.worker.webhook import Webhook
+from aipp_contract.messages import Kind
 
 log = logging.getLogger("aipp.worker")
 APPLICATION_NAME = "aipp-worker"
@@ -57,16 +59,75 @@ async def _turn_prefix(db: Database, prefix: str) -> str:
     return f"{prefix}:{name}"
 
 
-async def serve(settings: Settings) -> None:
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(settings.worker_concurrency * 2 + 8))
-    types = tuple(TaskType(t) for t in settings.worker_task_types)
+@dataclass
+class Parts:
+    """What one worker process is made of, built from its settings."""
+
+    settings: Settings
+    storage: Storage
+    queue: Queue
+    db: Database
+    cache: Cache
+    locks: TaskLocks
+    webhook: Webhook | None
+    visibility: int
+
+    def pipeline(self, types: tuple[TaskType, ...]) -> Pipeline:
+        """The handlers of `types`, with a provider for each type this worker handles."""
+        settings = self.settings
+        return Pipeline(
+            settings=settings,
+            db=self.db,
+            storage=self.storage,
+            queue=self.queue,
+            cache=self.cache,
+            locks=self.locks,
+            transcriber=build_transcriber(settings, self.storage)
+            if TaskType.STT in types
+            else None,
+            summarizer=build_summarizer(settings) if TaskType.LLM in types else None,
+            webhook=self.webhook,
+        )
+
+    def background(self, turn_prefix: str) -> tuple[Callable[[], Coroutine[Any, Any, None]], ...]:
+        """The upload-expiry sweep and the reconciler, unless switched off (interval 0)."""
+        settings = self.settings
+        loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if settings.upload_sweep_interval_seconds > 0:
+            sweeper = UploadSweeper(
+                db=self.db,
+                storage=self.storage,
+                redis=self.cache.redis,
+                interval_seconds=settings.upload_sweep_interval_seconds,
+                presign_seconds=settings.presign_expires_seconds,
+                grace_seconds=settings.upload_grace_seconds,
+                prefix=turn_prefix,
+                webhook=self.webhook,
+                check=UploadCheck(settings, self.db, self.storage, self.queue),
+            )
+            loops.append(sweeper.run)
+        if settings.reconcile_interval_seconds > 0:
+            reconciler = Reconciler(
+                db=self.db,
+                queue=self.queue,
+                locks=self.locks,
+                redis=self.cache.redis,
+                interval_seconds=settings.reconcile_interval_seconds,
+                after_seconds=settings.reconcile_after_seconds,
+                prefix=turn_prefix,
+            )
+            loops.append(reconciler.run)
+        return tuple(loops)
+
+
+async def _parts(settings: Settings) -> Parts:
     storage = Storage(settings)
     queue = Queue(
-        settings, client=sqs_client(settings, read_timeout=settings.worker_wait_seconds + 15)
+        settings,
+        client=sqs_client(settings, read_timeout=settings.worker_wait_seconds + 15),
+        kind=Kind.WORKER,
     )
-    queue_url = settings.worker_queue()
-    visibility = await _visibility(settings, queue, queue_url)
+    visibility = await _visibility(settings, queue, settings.worker_queue())
     # `application_name` lets operators (and tests) tell worker sessions apart.
     db = Database(await create_pool(settings, application_name=APPLICATION_NAME))
     cache = Cache(create_redis(settings))
@@ -75,47 +136,19 @@ async def serve(settings: Settings) -> None:
     )
     lock_ttl_ms = visibility * 1000 - min(1000, visibility * 250)
     locks = TaskLocks(cache.redis, ttl_ms=lock_ttl_ms, prefix=cache.prefix)
-    pipeline = Pipeline(
-        settings=settings,
-        db=db,
-        storage=storage,
-        queue=queue,
-        cache=cache,
-        locks=locks,
-        transcriber=build_transcriber(settings, storage) if TaskType.STT in types else None,
-        summarizer=build_summarizer(settings) if TaskType.LLM in types else None,
-        webhook=webhook,
-    )
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    turn_prefix = await _turn_prefix(db, cache.prefix)
-    if settings.upload_sweep_interval_seconds > 0:
-        sweeper = UploadSweeper(
-            db=db,
-            storage=storage,
-            redis=cache.redis,
-            interval_seconds=settings.upload_sweep_interval_seconds,
-            presign_seconds=settings.presign_expires_seconds,
-            grace_seconds=settings.upload_grace_seconds,
-            prefix=turn_prefix,
-            webhook=webhook,
-            check=UploadCheck(settings, db, storage, queue),
-        )
-        background.append(sweeper.run)
-    if settings.reconcile_interval_seconds > 0:
-        reconciler = Reconciler(
-            db=db,
-            queue=queue,
-            locks=locks,
-            redis=cache.redis,
-            interval_seconds=settings.reconcile_interval_seconds,
-            after_seconds=settings.reconcile_after_seconds,
-            prefix=turn_prefix,
-        )
-        background.append(reconciler.run)
+    return Parts(settings, storage, queue, db, cache, locks, webhook, visibility)
+
+
+async def serve(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(settings.worker_concurrency * 2 + 8))
+    types = tuple(TaskType(t) for t in settings.worker_task_types)
+    parts = await _parts(settings)
+    visibility = parts.visibility
     worker = Worker(
-        pipeline=pipeline,
-        sqs=queue.client,
-        queue_url=queue_url,
+        pipeline=parts.pipeline(types),
+        sqs=parts.queue.client,
+        queue_url=settings.worker_queue(),
         task_types=types,
         concurrency=settings.worker_concurrency,
         visibility=visibility,
@@ -130,17 +163,17 @@ async def serve(settings: Settings) -> None:
         deletion_check_seconds=min(5.0, visibility / 3),
         heartbeat_file=settings.worker_heartbeat_file,
         protection=ScaleInProtection(settings.ecs_agent_uri),
-        health_checks=(db.ping, cache.ping),
-        background=tuple(background),
+        health_checks=(parts.db.ping, parts.cache.ping),
+        background=parts.background(await _turn_prefix(parts.db, parts.cache.prefix)),
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
         await worker.run()
     finally:
-        if webhook is not None:
-            await webhook.close()
-        for close in (db.close, cache.close):
+        if parts.webhook is not None:
+            await parts.webhook.close()
+        for close in (parts.db.close, parts.cache.close):
             with contextlib.suppress(Exception):  # exiting anyway
                 await asyncio.wait_for(close(), 5)
 

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import wave
 
-from aipp.core.audio import sniff_audio
 from aipp.worker.errors import JobError
+from aipp_contract.upload import SNIFF_BYTES, sniff_audio
 
 TARGET_RATE = 16000
 
@@ -140,7 +140,7 @@ def _ffmpeg_to_pcm16k(data: bytes, ffmpeg: str) -> bytes:
 
 def to_pcm16k(data: bytes) -> bytes:
     """Any audio this machine can decode → 16 kHz mono 16-bit PCM (runs in a worker thread)."""
-    kind = sniff_audio(data[:64])
+    kind = sniff_audio(data[:SNIFF_BYTES])
     if kind == "audio/wav":
         return wav_to_pcm16k(data)
     ffmpeg = shutil.which("ffmpeg")

@@ -5,7 +5,7 @@
 - `JobError(retryable=True)`: try again later (backoff by message visibility); on the queue's
   final receive the task is marked `failed` with this reason before the message goes to the DLQ.
 - A dependency error (PostgreSQL, Redis, S3 unreachable, or the database refusing the credentials
-  in DB_SECRET_ARN even after re-reading it): the job is retried in-process once the
+  in AIPP_DB_SECRET_ARN even after re-reading it): the job is retried in-process once the
   dependency answers again, so an outage does not use up the message's receives.
 - `ProviderUnavailable`: the provider throttles, answers 5xx or refuses connections (a model
   server still loading its weights): waited out in-process with backoff while the message is

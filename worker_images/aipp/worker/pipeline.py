@@ -1,5 +1,9 @@
 """Steps 4-8 of the task flow, one handler per task type. Every step is idempotent.
 
+Handlers are registered per task type with `@step(<type>)` (`STEPS`); `Pipeline.handle`
+dispatches a message to the handler of its `task_type` attribute, so a new task type is a new
+handler, not another branch.
+
 STT (steps 4-6): lock → `queued → transcribing` → provider → transcript to S3 →
 `transcribing → summarizing` (with the transcript's key) → LLM message → done.
 LLM (steps 7-8): lock → provider → result to S3 → `summarizing → completed` (with the summary)
@@ -20,25 +24,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 from aipp.core.cache import Cache
 from aipp.core.config import Settings
 from aipp.core.db import Database
-from aipp.core.models import (
-    Task,
-    TaskState,
-    TaskType,
-    result_key,
-    task_prefixes,
-    transcript_key,
-)
+from aipp.core.models import Task, TaskState, TaskType
 from aipp.core.queue import Queue, TaskMessage
 from aipp.core.storage import Storage
 from aipp.worker.errors import JobError
 from aipp.worker.lock import TaskLocks
 from aipp.worker.providers import AudioInput, Summarizer, Transcriber
 from aipp.worker.webhook import Webhook
+from aipp_contract.keys import result_key, task_prefixes, transcript_key
 
 log = logging.getLogger("aipp.worker.pipeline")
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
@@ -53,12 +51,28 @@ class Outcome(Enum):
 @dataclass
 class Job:
     message: TaskMessage
-    message_id: str
     receive_count: int
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     provider_seconds: float = 0.0
     heartbeats: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     deleted: bool = False
+
+
+Step: TypeAlias = Callable[["Pipeline", Job], Awaitable[Outcome]]
+# The handler of each task type; `step` fills it as the class below is defined.
+STEPS: dict[TaskType, Step] = {}
+
+
+def step(task_type: TaskType) -> Callable[[Step], Step]:
+    """Register a `Pipeline` method as the handler of `task_type` (one handler per type)."""
+
+    def register(handler: Step) -> Step:
+        if task_type in STEPS:
+            raise ValueError(f"a handler of {task_type} messages is already registered")
+        STEPS[task_type] = handler
+        return handler
+
+    return register
 
 
 @dataclass
@@ -74,9 +88,8 @@ class Pipeline:
     webhook: Webhook | None = None
 
     async def handle(self, job: Job) -> Outcome:
-        if job.message.task_type is TaskType.STT:
-            return await self.transcribe(job)
-        return await self.summarize(job)
+        """Run the handler registered for the message's task type."""
+        return await STEPS[job.message.task_type](self, job)
 
     # --- shared -----------------------------------------------------------------------------
     async def _locked(self, job: Job, task_type: TaskType) -> bool:
@@ -168,6 +181,7 @@ class Pipeline:
             )
         )
 
+    @step(TaskType.STT)
     async def transcribe(self, job: Job) -> Outcome:  # noqa: PLR0911 - one exit per state
         task = await self.db.get_task(job.message.task_id)
         if task is None or task.state in TERMINAL or task.state is TaskState.AWAITING_UPLOAD:
@@ -244,6 +258,7 @@ class Pipeline:
         return Outcome.DONE
 
     # --- LLM: steps 7-8 ---------------------------------------------------------------------
+    @step(TaskType.LLM)
     async def summarize(self, job: Job) -> Outcome:
         task = await self.db.get_task(job.message.task_id)
         if task is None or task.state in TERMINAL:

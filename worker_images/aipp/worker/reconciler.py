@@ -6,9 +6,9 @@ moves it to `summarizing`, then sends the LLM message. A process killed between 
 error whose compensation also failed, or a message that expired or was purged, leaves a task
 whose row says "work is owed" and no message to do it.
 
-This loop reads the rows and re-sends. Every RECONCILE_INTERVAL_SECONDS one worker process (a
+This loop reads the rows and re-sends. Every AIPP_RECONCILE_INTERVAL_SECONDS one worker process (a
 Redis turn key, as for the upload sweep) looks for tasks in `queued`, `transcribing` or
-`summarizing` that have not changed for RECONCILE_AFTER_SECONDS and whose step lock is free (no
+`summarizing` that have not changed for AIPP_RECONCILE_AFTER_SECONDS and whose step lock is free (no
 job is working on them), marks each as just re-sent (a compare-and-set on its `updated_at`, so a
 task is re-sent at most once per period however many workers look) and sends the message of its
 step: STT for `queued`/`transcribing`, LLM for `summarizing`.
@@ -30,9 +30,10 @@ import uuid
 from redis.asyncio import Redis
 
 from aipp.core.db import Database
-from aipp.core.models import Task, TaskState, TaskType, transcript_key
+from aipp.core.models import Task, TaskState, TaskType
 from aipp.core.queue import Queue, TaskMessage
 from aipp.worker.lock import TaskLocks
+from aipp_contract.keys import transcript_key
 
 log = logging.getLogger("aipp.worker.reconciler")
 BATCH = 500

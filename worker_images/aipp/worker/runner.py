@@ -1,15 +1,16 @@
 """The receive loop: long-poll SQS, run up to N jobs at once, heartbeat, retry, shut down cleanly.
 
-- Dispatch by the `task_type` message attribute to the pipeline's handler for that type.
+- Dispatch by the `task_type` message attribute to the handler registered for that type
+  (`aipp.worker.pipeline.STEPS`); a type this worker is not configured for is `misrouted`.
 - Heartbeat: every third of the visibility timeout the message's visibility and the task lock
   are extended, so a long job keeps its message.
-- Retries: a failed attempt hides the message for a backoff delay (10 s, 20 s, 40 s… by default);
-  on the queue's final receive (MAX_RECEIVE_COUNT) the task is marked `failed` with the reason and
-  the message is released, so SQS moves it to the DLQ. Outages of PostgreSQL/Redis/S3 are waited
-  out in-process (receiving pauses) instead of using up receives, and so are providers that
-  throttle, answer 5xx or refuse connections (backoff from PROVIDER_RETRY_BASE_SECONDS up to
-  PROVIDER_RETRY_MAX_SECONDS).
-- Deadline: one attempt, provider waits included, ends after WORKER_JOB_DEADLINE_SECONDS
+- Retries: a failed attempt hides the message for a backoff delay (10 s, 20 s, 40 s… by default); on
+  the queue's final receive (AIPP_MAX_RECEIVE_COUNT) the task is marked `failed` with the reason and
+  the message is released, so SQS moves it to the DLQ. Outages of PostgreSQL/Redis/S3 are waited out
+  in-process (receiving pauses) instead of using up receives, and so are providers that throttle,
+  answer 5xx or refuse connections (backoff from AIPP_PROVIDER_RETRY_BASE_SECONDS up to
+  AIPP_PROVIDER_RETRY_MAX_SECONDS).
+- Deadline: one attempt, provider waits included, ends after AIPP_WORKER_JOB_DEADLINE_SECONDS
   (`job_timeout`, retryable: it spends one receive).
 - Deletion: while a job runs its task is looked up every few seconds; once the task is deleted
   the job is cancelled, whatever it wrote is removed and its message deleted.
@@ -282,7 +283,7 @@ class Worker:
         task_type = TaskType(attribute.get("StringValue", body.task_type.value))
         if task_type is not body.task_type:
             body = body.model_copy(update={"task_type": task_type})
-        return Job(message=body, message_id=message["MessageId"], receive_count=count)
+        return Job(message=body, receive_count=count)
 
     def retry_delay(self, receive_count: int, retry_after: float | None = None) -> int:
         if retry_after is not None:

@@ -20,10 +20,11 @@ import uuid
 from redis.asyncio import Redis
 
 from aipp.core.db import Database
-from aipp.core.models import UPLOAD_EXPIRED, Task, task_prefixes
+from aipp.core.models import UPLOAD_EXPIRED, Task
 from aipp.core.storage import Storage
 from aipp.core.upload_check import UploadCheck
 from aipp.worker.webhook import Webhook
+from aipp_contract.keys import task_prefixes
 
 log = logging.getLogger("aipp.worker.sweeper")
 BATCH = 500

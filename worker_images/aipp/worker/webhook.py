@@ -1,8 +1,8 @@
 """The optional completion webhook: one POST per task that reaches `completed` or `failed`.
 
 Sent by the worker whose compare-and-set made the change, so at most once per task; delivery is
-best effort (three tries) and never changes the task. With WEBHOOK_SECRET the receiver can check
-`X-AIPP-Signature: sha256=<hex HMAC-SHA256 of "<X-AIPP-Timestamp>.<body>">`.
+best effort (three tries) and never changes the task. With AIPP_WEBHOOK_SECRET the receiver can
+check `X-AIPP-Signature: sha256=<hex HMAC-SHA256 of "<X-AIPP-Timestamp>.<body>">`.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ async def test_a_revoked_key_is_refused_within_the_auth_cache_time(
         auth = await new_key(db, tenant)
         other = await new_key(db, tenant)
         assert (await client.get("/v1/tasks", headers=auth)).status_code == 200
-        listed = admin("list-api-keys", "--tenant", tenant, DATABASE_URL=database_url)
+        listed = admin("list-api-keys", "--tenant", tenant, AIPP_DATABASE_URL=database_url)
         assert listed.returncode == 0, listed.stderr
         rows = [line for line in listed.stdout.splitlines()[1:] if line.strip()]
         assert len(rows) == 2 and all("active" in r for r in rows)
@@ -42,18 +42,18 @@ async def test_a_revoked_key_is_refused_within_the_auth_cache_time(
         prefix = next(r.split()[1] for r in rows if key.startswith(r.split()[1]))
         assert key not in listed.stdout  # only the prefix is ever shown
 
-        revoked = admin("revoke-api-key", prefix, DATABASE_URL=database_url)
+        revoked = admin("revoke-api-key", prefix, AIPP_DATABASE_URL=database_url)
         assert revoked.returncode == 0, revoked.stderr
         started = time.monotonic()
         while (await client.get("/v1/tasks", headers=auth)).status_code != 401:
             assert time.monotonic() - started < 3, "the revoked key still works"
             await asyncio.sleep(0.1)
         assert (await client.get("/v1/tasks", headers=other)).status_code == 200
-        again = admin("revoke-api-key", prefix, DATABASE_URL=database_url)
+        again = admin("revoke-api-key", prefix, AIPP_DATABASE_URL=database_url)
         assert again.returncode == 0 and "already revoked" in again.stdout
-        unknown = admin("revoke-api-key", "aipp_nosuchkey", DATABASE_URL=database_url)
+        unknown = admin("revoke-api-key", "aipp_nosuchkey", AIPP_DATABASE_URL=database_url)
         assert unknown.returncode == 1 and "no API key" in unknown.stderr
-        listed = admin("list-api-keys", "--tenant", tenant, DATABASE_URL=database_url)
+        listed = admin("list-api-keys", "--tenant", tenant, AIPP_DATABASE_URL=database_url)
         assert sum("revoked" in line for line in listed.stdout.splitlines()) == 1
 
 
@@ -99,7 +99,9 @@ async def test_tasks_per_day_quota_and_a_tenant_override(
         assert 1 <= int(refused.headers["retry-after"]) <= 86401  # until midnight UTC
         # A replay of an accepted create is never refused.
         idem = {**auth, "Idempotency-Key": "same"}
-        raised = admin("set-quota", "--tenant", tenant, "--per-day", "5", DATABASE_URL=database_url)
+        raised = admin(
+            "set-quota", "--tenant", tenant, "--per-day", "5", AIPP_DATABASE_URL=database_url
+        )
         assert raised.returncode == 0, raised.stderr
         first = await client.post("/v1/tasks", json=UPLOAD, headers=idem)
         assert first.status_code == 201

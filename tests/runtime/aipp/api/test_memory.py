@@ -32,18 +32,18 @@ MULTIPART_CAP = 4 * MIB
 def api_process(settings: Settings, aws: AwsNames, tmp_path: Path) -> Iterator[tuple[int, str]]:
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAX_"))},
-        "PYTHONPATH": str(ROOT / "worker_images"),
-        "DATABASE_URL": settings.database_dsn(),
-        "REDIS_URL": settings.redis_dsn(),
-        "AUDIO_BUCKET": aws.bucket,
-        "STT_QUEUE_URL": aws.queue_url,
-        "LLM_QUEUE_URL": aws.queue_url,
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIPP_"))},
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+        "AIPP_DATABASE_URL": settings.database_dsn(),
+        "AIPP_REDIS_URL": settings.redis_dsn(),
+        "AIPP_AUDIO_BUCKET": aws.bucket,
+        "AIPP_STT_QUEUE_URL": aws.queue_url,
+        "AIPP_LLM_QUEUE_URL": aws.queue_url,
         "AWS_ENDPOINT_URL": aws.endpoint,
         "AWS_REGION": "us-east-1",
-        "MAX_UPLOAD_BYTES": str(500 * MIB),  # the presigned-upload limit the stacks use
-        "MAX_MULTIPART_BYTES": str(MULTIPART_CAP),
-        "LOG_LEVEL": "WARNING",
+        "AIPP_MAX_UPLOAD_BYTES": str(500 * MIB),  # the presigned-upload limit the stacks use
+        "AIPP_MAX_MULTIPART_BYTES": str(MULTIPART_CAP),
+        "AIPP_LOG_LEVEL": "WARNING",
         "TMPDIR": str(tmp_path),
     }
     log = (tmp_path / "api.log").open("wb")

@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from aipp.api.services import Services
 from aipp.core.db import Database
-from aipp.core.models import TaskState, transcript_key
+from aipp.core.models import TaskState
+
+from aipp_contract.keys import transcript_key
 
 from ...conftest import (
     ON_SESSION_LOOP,

@@ -11,7 +11,9 @@ import pytest
 from aipp.core.config import Settings
 from aipp.core.db import Credentials, Database, NewTask, create_pool
 from aipp.core.migrate import current_revision, upgrade
-from aipp.core.models import InvalidTransition, TaskState, upload_key
+from aipp.core.models import InvalidTransition, TaskState
+
+from aipp_contract.keys import upload_key
 
 from ...conftest import ADMIN_DSN, ON_SESSION_LOOP, _admin, _with_database
 

@@ -215,10 +215,10 @@ def test_require_encrypts_without_verifying_and_disable_is_refused(
 def test_the_migration_runs_over_verified_tls(tls_postgres: TlsPostgres) -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "worker_images"),
-        "DATABASE_URL": tls_postgres.dsn(),
-        "DB_SSLMODE": "verify-full",
-        "DB_SSL_ROOT_CERT": str(tls_postgres.ca),
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+        "AIPP_DATABASE_URL": tls_postgres.dsn(),
+        "AIPP_DB_SSLMODE": "verify-full",
+        "AIPP_DB_SSL_ROOT_CERT": str(tls_postgres.ca),
     }
     done = subprocess.run(
         [sys.executable, "-m", "aipp.admin", "migrate"],
@@ -229,7 +229,7 @@ def test_the_migration_runs_over_verified_tls(tls_postgres: TlsPostgres) -> None
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    wrong = {**env, "DB_SSL_ROOT_CERT": str(tls_postgres.wrong_ca)}
+    wrong = {**env, "AIPP_DB_SSL_ROOT_CERT": str(tls_postgres.wrong_ca)}
     refused = subprocess.run(
         [sys.executable, "-m", "aipp.admin", "migrate"],
         env=wrong,

@@ -1,5 +1,5 @@
-"""The Redis AUTH token and the webhook key reach a process by ARN (REDIS_AUTH_SECRET_ARN,
-WEBHOOK_SECRET_ARN): read at start from Secrets Manager (moto's server here) with the process's
+"""The Redis AUTH token and the webhook key reach a process by ARN (AIPP_REDIS_AUTH_SECRET_ARN,
+AIPP_WEBHOOK_SECRET_ARN): read at start from Secrets Manager (moto's server here) with the process's
 own credentials, never passed as values."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ def test_secrets_named_by_arn_are_read_at_start(
     moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token, key = uuid.uuid4().hex, uuid.uuid4().hex
-    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(moto_endpoint, token))
-    monkeypatch.setenv("WEBHOOK_SECRET_ARN", _secret(moto_endpoint, key))
-    monkeypatch.setenv("REDIS_HOST", "cache.internal")
-    monkeypatch.setenv("REDIS_TLS", "true")
+    monkeypatch.setenv("AIPP_REDIS_AUTH_SECRET_ARN", _secret(moto_endpoint, token))
+    monkeypatch.setenv("AIPP_WEBHOOK_SECRET_ARN", _secret(moto_endpoint, key))
+    monkeypatch.setenv("AIPP_REDIS_HOST", "cache.internal")
+    monkeypatch.setenv("AIPP_REDIS_TLS", "true")
     settings = load_settings(aws_endpoint_url=moto_endpoint)
     assert settings.redis_auth_token == token
     assert settings.webhook_secret == key
@@ -34,7 +34,7 @@ def test_secrets_named_by_arn_are_read_at_start(
 
 
 def test_without_arns_nothing_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REDIS_AUTH_TOKEN", "plain")
+    monkeypatch.setenv("AIPP_REDIS_AUTH_TOKEN", "plain")
     # An endpoint nobody listens on: any call would fail.
     settings = load_settings(aws_endpoint_url="http://127.0.0.1:9")
     assert settings.redis_auth_token == "plain"
@@ -44,11 +44,11 @@ def test_an_unreadable_secret_stops_the_process_with_one_line(
     moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:aipp-missing-AbCdEf"
-    monkeypatch.setenv("WEBHOOK_SECRET_ARN", missing)
+    monkeypatch.setenv("AIPP_WEBHOOK_SECRET_ARN", missing)
     with pytest.raises(SettingsError) as caught:
         load_settings(aws_endpoint_url=moto_endpoint)
     message = str(caught.value)
     assert message == (
-        f"WEBHOOK_SECRET_ARN: cannot read secret {missing}: ResourceNotFoundException"
+        f"AIPP_WEBHOOK_SECRET_ARN: cannot read secret {missing}: ResourceNotFoundException"
     )
     assert "\n" not in message

@@ -24,9 +24,11 @@ from urllib.parse import urlsplit
 import pytest
 from aipp.core.config import Settings
 from aipp.core.db import Database, NewTask
-from aipp.core.models import TaskState, TaskType, upload_key
+from aipp.core.models import TaskState, TaskType
 from aipp.core.queue import TASK_TYPE_ATTRIBUTE, TaskMessage
 
+from aipp_contract.env import env_name
+from aipp_contract.keys import upload_key
 from tests.runtime.conftest import REDIS_URL, AwsNames, aws_client, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -82,38 +84,34 @@ def make_queues(aws: AwsNames, visibility: int = 30) -> Queues:
 
 
 def worker_env(settings: Settings, queues: Queues, **overrides: Any) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "WORKER_", "STT_", "LLM_", "DATABASE", "REDIS"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIPP_", "ECS_"))}
     env.update(
         {
-            "PYTHONPATH": str(ROOT / "worker_images"),
-            "DATABASE_URL": settings.database_dsn(),
-            "REDIS_URL": settings.redis_dsn(),
-            "AUDIO_BUCKET": settings.audio_bucket,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+            "AIPP_DATABASE_URL": settings.database_dsn(),
+            "AIPP_REDIS_URL": settings.redis_dsn(),
+            "AIPP_AUDIO_BUCKET": settings.audio_bucket,
             "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
-            "STT_QUEUE_URL": queues.url,
-            "LLM_QUEUE_URL": queues.url,
-            "WORKER_QUEUE_URL": queues.url,
-            "WORKER_DLQ_URL": queues.dlq_url,
-            "WORKER_TASK_TYPES": "stt,llm",
-            "WORKER_CONCURRENCY": "4",
-            "WORKER_WAIT_SECONDS": "1",
-            "WORKER_RETRY_BASE_SECONDS": "1",
-            "WORKER_SHUTDOWN_GRACE_SECONDS": "20",
-            "WORKER_HEARTBEAT_FILE": "",
-            "MAX_RECEIVE_COUNT": str(MAX_RECEIVES),
-            "STT_PROVIDER": "instant",
-            "LLM_PROVIDER": "instant",
-            "LOG_LEVEL": "INFO",
+            "AIPP_STT_QUEUE_URL": queues.url,
+            "AIPP_LLM_QUEUE_URL": queues.url,
+            "AIPP_WORKER_QUEUE_URL": queues.url,
+            "AIPP_WORKER_DLQ_URL": queues.dlq_url,
+            "AIPP_WORKER_TASK_TYPES": "stt,llm",
+            "AIPP_WORKER_CONCURRENCY": "4",
+            "AIPP_WORKER_WAIT_SECONDS": "1",
+            "AIPP_WORKER_RETRY_BASE_SECONDS": "1",
+            "AIPP_WORKER_SHUTDOWN_GRACE_SECONDS": "20",
+            "AIPP_WORKER_HEARTBEAT_FILE": "",
+            "AIPP_MAX_RECEIVE_COUNT": str(MAX_RECEIVES),
+            "AIPP_STT_PROVIDER": "instant",
+            "AIPP_LLM_PROVIDER": "instant",
+            "AIPP_LOG_LEVEL": "INFO",
         }
     )
-    env.update({k.upper(): str(v) for k, v in overrides.items()})
+    env.update({env_name(k): str(v) for k, v in overrides.items()})
     return env
 
 

@@ -22,8 +22,9 @@ from aipp.worker.pipeline import Job, Outcome, Pipeline
 from aipp.worker.providers.base import AudioInput, Transcript, seconds_or_none
 from aipp.worker.providers.openai import OpenAITranscriber
 from aipp.worker.providers.pocketsphinx import PocketSphinxTranscriber
-from aipp.worker.providers.transcribe import TranscribeTranscriber, output_key
+from aipp.worker.providers.transcribe import TranscribeTranscriber
 
+from aipp_contract.keys import transcribe_output_key
 from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames
 
 from .conftest import SAMPLE_WAV, make_queues, queued_tasks
@@ -92,7 +93,6 @@ async def test_the_stt_step_stores_the_length_with_the_transcript(
             object_key=task.object_key,
             task_type=TaskType.STT,
         ),
-        message_id="m-1",
         receive_count=1,
     )
     outcome = await _pipeline(settings, db, cache, seconds).transcribe(job)
@@ -161,7 +161,9 @@ async def test_transcribe_reports_the_end_of_the_last_word(aws: AwsNames) -> Non
         }
     }
     await storage.put(
-        output_key(a.tenant_id, a.task_id), json.dumps(document).encode(), "application/json"
+        transcribe_output_key(a.tenant_id, a.task_id),
+        json.dumps(document).encode(),
+        "application/json",
     )
     with stubbed_client("transcribe") as (client, stub):
         stub.add_response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,15 +13,15 @@ from .conftest import ROOT
 
 
 def test_stack_variables_configure_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WORKER_TASK_TYPES", raising=False)
+    monkeypatch.delenv("AIPP_WORKER_TASK_TYPES", raising=False)
     assert load_settings().worker_task_types == ("stt", "llm")  # phase 1: one program, both
     for name, value in {
-        "WORKER_TASK_TYPES": "llm",
-        "LLM_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/aipp-llm",
-        "WORKER_CONCURRENCY": "8",
-        "MAX_RECEIVE_COUNT": "5",
-        "LLM_PROVIDER": "Bedrock",
-        "BEDROCK_MODEL_ID": "amazon.nova-micro-v1:0",
+        "AIPP_WORKER_TASK_TYPES": "llm",
+        "AIPP_LLM_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/aipp-llm",
+        "AIPP_WORKER_CONCURRENCY": "8",
+        "AIPP_MAX_RECEIVE_COUNT": "5",
+        "AIPP_LLM_PROVIDER": "Bedrock",
+        "AIPP_BEDROCK_MODEL_ID": "amazon.nova-micro-v1:0",
     }.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
@@ -33,7 +34,7 @@ def test_stack_variables_configure_the_worker(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("STT_PROVIDER", "whisperx"), ("WORKER_TASK_TYPES", "stt,ocr")]
+    ("name", "value"), [("AIPP_STT_PROVIDER", "whisperx"), ("AIPP_WORKER_TASK_TYPES", "stt,ocr")]
 )
 def test_unknown_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
@@ -45,11 +46,14 @@ def test_unknown_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
 def test_the_worker_exits_2_naming_the_bad_variable() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "aipp.worker"],
-        env={"PYTHONPATH": str(ROOT / "worker_images"), "LLM_PROVIDER": "gpt"},
+        env={
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}",
+            "AIPP_LLM_PROVIDER": "gpt",
+        },
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 2
-    assert "LLM_PROVIDER" in proc.stderr and "bedrock, extractive" in proc.stderr
+    assert "AIPP_LLM_PROVIDER" in proc.stderr and "bedrock, extractive" in proc.stderr

@@ -135,8 +135,8 @@ async def test_openai_providers_complete_a_task_while_the_model_servers_start_up
     servers: tuple[ModelServer, ModelServer],
     lambda_for: Any,
 ) -> None:
-    """API → presigned upload → upload check → queue → worker (STT_PROVIDER=openai,
-    LLM_PROVIDER=openai): connection refused, then 503 while the weights load, then answers."""
+    """API → presigned upload → upload check → queue → worker (AIPP_STT_PROVIDER=openai,
+    AIPP_LLM_PROVIDER=openai): connection refused, then 503 while the weights load, then answers."""
     stt, llm = servers
     queues = make_queues(aws)
     audio = SAMPLE_WAV.read_bytes()
@@ -250,13 +250,15 @@ async def test_a_process_killed_between_the_row_and_the_message_is_reconciled(
             "-c",
             DIE_ON_SEND.format(body="from aipp.worker.__main__ import main\nmain()"),
         ],
-        {**env, "RECONCILE_INTERVAL_SECONDS": "0"},
+        {**env, "AIPP_RECONCILE_INTERVAL_SECONDS": "0"},
     )
     assert dying.wait(30) == -signal.SIGKILL
     assert await _state(db, second, TaskState.SUMMARIZING)
     # The STT message is still in flight (the dying worker held it); nothing carries the LLM step.
     # 3. A worker with the reconciler finds both and re-sends their messages; each completes once.
-    procs.worker({**env, "RECONCILE_INTERVAL_SECONDS": "0.5", "RECONCILE_AFTER_SECONDS": "2"})
+    procs.worker(
+        {**env, "AIPP_RECONCILE_INTERVAL_SECONDS": "0.5", "AIPP_RECONCILE_AFTER_SECONDS": "2"}
+    )
     await eventually("both tasks to complete", lambda: _state_all(db, [first, second]), 40)
     counted = provider_calls(calls)
     assert counted.count(("stt", str(first))) == 1 and counted.count(("llm", str(first))) == 1
@@ -344,14 +346,14 @@ async def test_an_internal_error_reads_as_a_stable_code_and_the_task_can_be_requ
         "requeue",
         "--task",
         str(task_id),
-        DATABASE_URL=settings.database_dsn(),
+        AIPP_DATABASE_URL=settings.database_dsn(),
         AWS_ENDPOINT_URL=aws.endpoint,
         AWS_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
-        STT_QUEUE_URL=queues.url,
-        LLM_QUEUE_URL=queues.url,
-        AUDIO_BUCKET=aws.bucket,
+        AIPP_STT_QUEUE_URL=queues.url,
+        AIPP_LLM_QUEUE_URL=queues.url,
+        AIPP_AUDIO_BUCKET=aws.bucket,
     )
     assert requeued.returncode == 0, requeued.stderr
     procs.worker(env)
@@ -365,7 +367,7 @@ async def test_an_internal_error_reads_as_a_stable_code_and_the_task_can_be_requ
     await db.transition(
         bad, TaskState.QUEUED, TaskState.FAILED, error_code="unsupported_audio", error_message="x"
     )
-    refused = admin("requeue", "--task", str(bad), DATABASE_URL=settings.database_dsn())
+    refused = admin("requeue", "--task", str(bad), AIPP_DATABASE_URL=settings.database_dsn())
     assert refused.returncode == 1 and "retryable" in refused.stderr
 
 

@@ -1,4 +1,4 @@
-"""Database credentials from DB_SECRET_ARN survive a single-user rotation, without a restart.
+"""Database credentials from AIPP_DB_SECRET_ARN survive a single-user rotation, without a restart.
 
 The shared test server trusts every local login, so passwords are never checked there. These
 tests run their own PostgreSQL (the same binaries, a throwaway data directory, SCRAM password
@@ -195,20 +195,20 @@ class Role:
 
 
 def _admin(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "DB_", "AWS_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIPP_", "AWS_"))}
     return subprocess.run(
         [sys.executable, "-m", "aipp.admin", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={**clean, "PYTHONPATH": str(ROOT / "worker_images"), **env},
+        env={**clean, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'worker_images'}", **env},
     )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def role(private_postgres: PrivatePostgres, aws: AwsNames) -> AsyncIterator[Role]:
-    """`aipp_app` owns database `aipp`, migrated by `admin migrate` with only DB_SECRET_ARN."""
+    """`aipp_app` owns database `aipp`, migrated by `admin migrate` with only AIPP_DB_SECRET_ARN."""
     password = f"pw-{uuid.uuid4().hex}"
     conn = await asyncpg.connect(private_postgres.admin_dsn())
     try:
@@ -223,7 +223,7 @@ async def role(private_postgres: PrivatePostgres, aws: AwsNames) -> AsyncIterato
     found.publish()
     migrated = _admin(
         "migrate",
-        DB_SECRET_ARN=found.secret_arn,
+        AIPP_DB_SECRET_ARN=found.secret_arn,
         AWS_ENDPOINT_URL=aws.endpoint,
         AWS_REGION="us-east-1",
     )
@@ -233,7 +233,7 @@ async def role(private_postgres: PrivatePostgres, aws: AwsNames) -> AsyncIterato
 
 @pytest.fixture(scope="module")
 def secret_settings(role: Role, aws: AwsNames) -> Settings:
-    """No DATABASE_URL and no DB_*: only DB_SECRET_ARN, as the stacks configure the containers."""
+    """No AIPP_DATABASE_URL and no AIPP_DB_*: only AIPP_DB_SECRET_ARN, as the stacks configure the containers."""
     settings = make_settings("unused", aws, db_secret_arn=role.secret_arn)
     return settings.model_copy(update={"database_url": None})
 
@@ -355,8 +355,8 @@ async def test_worker_keeps_completing_tasks_after_the_password_is_rotated(
 ) -> None:
     queues = make_queues(aws)
     env = worker_env(secret_settings.model_copy(update={"database_url": "unused"}), queues)
-    del env["DATABASE_URL"]
-    env["DB_SECRET_ARN"] = role.secret_arn
+    del env["AIPP_DATABASE_URL"]
+    env["AIPP_DB_SECRET_ARN"] = role.secret_arn
     worker = procs.worker(env)
     # The test itself looks at the tasks as the superuser, whose password never changes.
     db = Database(

@@ -35,17 +35,20 @@ from aipp.api.schemas import (
     UploadInstructions,
 )
 from aipp.api.services import REDIS_ERRORS, Services
-from aipp.core.audio import (
-    SNIFF_BYTES,
-    accepted_content_types,
-    filename_problem,
-    normalize_content_type,
-    sniff_audio,
-)
+from aipp.core.audio import accepted_content_types, filename_problem, normalize_content_type
 from aipp.core.db import NewTask, Principal, QuotaExceeded
-from aipp.core.models import Task, TaskState, TaskType, task_prefixes, upload_key
+from aipp.core.models import Task, TaskState, TaskType
 from aipp.core.queue import TaskMessage
 from aipp.core.results import load_result
+from aipp_contract.keys import task_prefixes, upload_key
+from aipp_contract.upload import (
+    EMPTY_FILE,
+    FILE_TOO_LARGE,
+    NOT_AUDIO,
+    SNIFF_BYTES,
+    Rejection,
+    inspect_upload,
+)
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 log = logging.getLogger("aipp.api")
@@ -83,8 +86,8 @@ _MULTIPART_SCHEMA = {
         "file": {
             "type": "string",
             "format": "binary",
-            "description": "the audio file (its bytes decide the type; at most MAX_MULTIPART_BYTES"
-            " bytes, given as maxLength)",
+            "description": "the audio file (its bytes decide the type; at most"
+            " AIPP_MAX_MULTIPART_BYTES bytes, given as maxLength)",
         },
         "language": {"type": "string", "maxLength": 35, "pattern": LANGUAGE_PATTERN},
     },
@@ -119,9 +122,21 @@ def _check_type(services: Services, content_type: str) -> str:
     return normalize_content_type(content_type)
 
 
-def _check_size(size: int, limit: int, hint: str = "") -> None:
+def _check_size(size: int, limit: int) -> None:
     if size > limit:
-        raise ApiError(413, "file_too_large", f"the file exceeds the limit of {limit} bytes{hint}")
+        raise ApiError(413, FILE_TOO_LARGE, f"the file exceeds the limit of {limit} bytes")
+
+
+# The HTTP status of each upload rejection (aipp_contract.upload) of a multipart upload.
+_REJECTION_STATUS = {EMPTY_FILE: 400, FILE_TOO_LARGE: 413, NOT_AUDIO: 415}
+
+
+def _rejected(rejection: Rejection) -> ApiError:
+    hint = ""
+    if rejection.code == FILE_TOO_LARGE:
+        hint = "; send larger files with an upload URL (JSON request)"
+    status = _REJECTION_STATUS[rejection.code]
+    return ApiError(status, rejection.code, rejection.message + hint)
 
 
 def _created(services: Services, task: Task, *, replayed: bool, with_upload: bool) -> JSONResponse:
@@ -222,7 +237,7 @@ def _size_of(file: IO[bytes]) -> int:
     return size
 
 
-async def _create_from_multipart(  # noqa: PLR0915 - one linear flow of checks
+async def _create_from_multipart(  # long: one flow of checks, store and queue, undone on failure
     request: Request, services: Services, principal: Principal, idem: str | None
 ) -> JSONResponse:
     """The file is spooled to disk by the form parser (1 MiB in memory at most), checked from
@@ -245,18 +260,11 @@ async def _create_from_multipart(  # noqa: PLR0915 - one linear flow of checks
         _check_filename(filename)
         file = upload.file
         size = await run_in_threadpool(_size_of, file)
-        if size == 0:
-            raise ApiError(400, "empty_file", "the uploaded file is empty")
-        _check_size(
-            size,
-            services.settings.max_multipart_bytes,
-            "; send larger files with an upload URL (JSON request)",
-        )
         head = await run_in_threadpool(file.read, SNIFF_BYTES)
-        sniffed = sniff_audio(head)
-        if sniffed is None:
-            raise ApiError(415, "not_audio", "the file is not audio of a recognised format")
-        content_type = _check_type(services, sniffed)
+        found = inspect_upload(size, head, limit=services.settings.max_multipart_bytes)
+        if isinstance(found, Rejection):
+            raise _rejected(found)
+        content_type = _check_type(services, found)
         request_hash = None
         if idem:
             request_hash = await run_in_threadpool(

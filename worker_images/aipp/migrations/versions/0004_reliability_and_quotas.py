@@ -4,7 +4,7 @@
   that version, so a later PUT over the same key cannot swap the audio.
 - `tasks.retryable`: a failure that a retry could fix (receives or the job deadline exhausted);
   only those may be requeued (`failed → queued`, `admin requeue`).
-- `tenants.quota_*`: per-tenant overrides of QUOTA_TASKS_IN_FLIGHT / QUOTA_TASKS_PER_DAY.
+- `tenants.quota_*`: per-tenant overrides of AIPP_QUOTA_TASKS_IN_FLIGHT / AIPP_QUOTA_TASKS_PER_DAY.
 - `tenant_daily_usage`: tasks created per tenant and UTC day, counted in the creating
   transaction, so the daily quota is one row read instead of a count over the day's tasks.
 - Two partial indexes: a tenant's open tasks (the in-flight quota) and open tasks by age (the

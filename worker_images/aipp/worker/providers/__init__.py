@@ -1,4 +1,4 @@
-"""Speech-to-text and summarization providers, chosen by STT_PROVIDER and LLM_PROVIDER."""
+"""Speech-to-text and summarization providers, chosen by AIPP_STT_PROVIDER and AIPP_LLM_PROVIDER."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def build_transcriber(settings: Settings, storage: Storage) -> Transcriber:
         return InstantTranscriber(
             settings.instant_provider_delay_seconds, settings.instant_provider_log
         )
-    raise ValueError(f"unknown STT_PROVIDER {name!r}")
+    raise ValueError(f"unknown AIPP_STT_PROVIDER {name!r}")
 
 
 def build_summarizer(settings: Settings) -> Summarizer:
@@ -92,4 +92,4 @@ def build_summarizer(settings: Settings) -> Summarizer:
         return InstantSummarizer(
             settings.instant_provider_delay_seconds, settings.instant_provider_log
         )
-    raise ValueError(f"unknown LLM_PROVIDER {name!r}")
+    raise ValueError(f"unknown AIPP_LLM_PROVIDER {name!r}")

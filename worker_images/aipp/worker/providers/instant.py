@@ -1,7 +1,7 @@
 """Test and benchmark providers: no model, a fixed answer after an optional delay.
 
 They measure the pipeline without the providers (`make bench-pipeline`) and let fault tests
-hold a job in flight. Each call can be appended to a file (INSTANT_PROVIDER_LOG) so that a test
+hold a job in flight. Each call can be appended to a file (AIPP_INSTANT_PROVIDER_LOG) so that a test
 can count how often each task was really transcribed and summarized.
 """
 

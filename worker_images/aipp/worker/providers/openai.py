@@ -7,10 +7,11 @@ the wait to the worker, which keeps the message and calls again with longer back
 job deadline, so an outage does not spend the message's receives. Any other 4xx is the input's
 fault and fails the task; the server's words go to the log, not to the tenant.
 
-STT_PROVIDER=openai and LLM_PROVIDER=openai may name different servers (OPENAI_STT_BASE_URL,
-OPENAI_LLM_BASE_URL), models (OPENAI_STT_MODEL, OPENAI_LLM_MODEL) and timeouts
-(OPENAI_TIMEOUT_SECONDS per request, OPENAI_CONNECT_TIMEOUT_SECONDS per connection).
-The audio is streamed from a spool file, never held whole in memory.
+AIPP_STT_PROVIDER=openai and AIPP_LLM_PROVIDER=openai may name different servers
+(AIPP_OPENAI_STT_BASE_URL, AIPP_OPENAI_LLM_BASE_URL), models (AIPP_OPENAI_STT_MODEL,
+AIPP_OPENAI_LLM_MODEL) and timeouts (AIPP_OPENAI_TIMEOUT_SECONDS per request,
+AIPP_OPENAI_CONNECT_TIMEOUT_SECONDS per connection). The audio is streamed from a spool file, never
+held whole in memory.
 """
 
 from __future__ import annotations

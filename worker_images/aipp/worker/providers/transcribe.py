@@ -1,6 +1,7 @@
 """AWS Transcribe batch jobs on the uploaded S3 object.
 
-The job name is `aipp-<task id>`: IAM allows only `transcription-job/aipp-*`, and a redelivered
+The job name is `aipp-<task id>` (`aipp_contract.keys`): IAM allows only
+`transcription-job/aipp-*`, and a redelivered
 message finds its job already started (ConflictException) and waits for it instead of paying
 twice. Waiting is backoff polling (2 s doubling to 30 s, with jitter), never a busy loop. Account
 limits (100 concurrent jobs by default, 10 TPS to start) answer LimitExceededException or
@@ -26,13 +27,13 @@ from botocore.exceptions import ClientError
 from aipp.core.storage import Storage
 from aipp.worker.errors import JobError, ProviderError, ProviderUnavailable
 from aipp.worker.providers.base import AudioInput, Transcript, seconds_or_none
+from aipp_contract.keys import transcribe_job_name, transcribe_output_key
 
 if TYPE_CHECKING:
     from mypy_boto3_transcribe import TranscribeServiceClient
 
 Sleep = Callable[[float], Awaitable[None]]
 
-JOB_PREFIX = "aipp-"
 MEDIA_FORMATS = {
     "audio/wav": "wav",
     "audio/mpeg": "mp3",
@@ -45,14 +46,6 @@ BUSY = {"LimitExceededException", "ThrottlingException", "TooManyRequestsExcepti
 UNAVAILABLE = {"InternalFailureException", "ServiceUnavailableException"}
 POLL_FIRST, POLL_MAX = 2.0, 30.0
 START_FIRST, START_MAX = 5.0, 60.0
-
-
-def job_name(task_id: uuid.UUID) -> str:
-    return f"{JOB_PREFIX}{task_id}"
-
-
-def output_key(tenant_id: uuid.UUID, task_id: uuid.UUID) -> str:
-    return f"transcripts/{tenant_id}/{task_id}.transcribe.json"
 
 
 def _code(exc: ClientError) -> str:
@@ -90,11 +83,11 @@ class TranscribeTranscriber:
                 retryable=False,
             )
         request: dict[str, Any] = {
-            "TranscriptionJobName": job_name(audio.task_id),
+            "TranscriptionJobName": transcribe_job_name(audio.task_id),
             "Media": {"MediaFileUri": f"s3://{audio.bucket}/{audio.key}"},
             "MediaFormat": media_format,
             "OutputBucketName": audio.bucket,
-            "OutputKey": output_key(audio.tenant_id, audio.task_id),
+            "OutputKey": transcribe_output_key(audio.tenant_id, audio.task_id),
         }
         language = audio.language or self.language
         if language.lower() == "auto":
@@ -171,7 +164,7 @@ class TranscribeTranscriber:
 
     async def discard(self, task_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
         """After the task was deleted: wait for its job to end, then remove output and job."""
-        name = job_name(task_id)
+        name = transcribe_job_name(task_id)
         deadline = asyncio.get_running_loop().time() + self.max_wait
         try:
             await self._status(name, deadline)
@@ -179,7 +172,7 @@ class TranscribeTranscriber:
             if _code(exc) in {"BadRequestException", "NotFoundException"}:
                 return  # never started
             raise
-        await self.storage.delete_prefix(output_key(tenant_id, task_id))
+        await self.storage.delete_prefix(transcribe_output_key(tenant_id, task_id))
         await asyncio.to_thread(self.client.delete_transcription_job, TranscriptionJobName=name)
 
     async def transcribe(self, audio: AudioInput) -> Transcript:

@@ -12,9 +12,10 @@ from aipp.core.config import Settings
 from aipp.core.storage import Storage
 from aipp.worker.errors import ProviderError
 from aipp.worker.providers.base import AudioInput
-from aipp.worker.providers.transcribe import TranscribeTranscriber, output_key
+from aipp.worker.providers.transcribe import TranscribeTranscriber
 from botocore.stub import Stubber
 
+from aipp_contract.keys import transcribe_output_key
 from tests.runtime.conftest import ON_SESSION_LOOP, AwsNames
 
 from .stubs import stubbed_client
@@ -63,7 +64,7 @@ def start_params(a: AudioInput, **language: Any) -> dict[str, Any]:
         "Media": {"MediaFileUri": f"s3://{a.bucket}/{a.key}"},
         "MediaFormat": "mp3",
         "OutputBucketName": a.bucket,
-        "OutputKey": output_key(a.tenant_id, a.task_id),
+        "OutputKey": transcribe_output_key(a.tenant_id, a.task_id),
         **(language or {"LanguageCode": "en-US"}),
     }
 
@@ -81,7 +82,9 @@ def job(a: AudioInput, status: str, **extra: Any) -> dict[str, Any]:
 async def put_output(storage: Storage, a: AudioInput, text: str) -> None:
     document = {"jobName": f"aipp-{a.task_id}", "results": {"transcripts": [{"transcript": text}]}}
     await storage.put(
-        output_key(a.tenant_id, a.task_id), json.dumps(document).encode(), "application/json"
+        transcribe_output_key(a.tenant_id, a.task_id),
+        json.dumps(document).encode(),
+        "application/json",
     )
 
 
