@@ -140,7 +140,7 @@ class ClusterAutoscaler(ClusterAddon):
     name = "cluster-autoscaler"
     service_account = "cluster-autoscaler"
 
-    def deploy(self, ctx: AddonContext) -> Construct:
+    def _service_account(self, ctx: AddonContext) -> eks.ServiceAccount:
         sa = ctx.cluster.add_service_account(
             "ClusterAutoscalerSa", name=self.service_account, namespace="kube-system"
         )
@@ -183,6 +183,10 @@ class ClusterAutoscaler(ClusterAddon):
             "The Describe*/Get* actions have no resource-level permissions; the two write "
             "actions are limited by condition to ASGs tagged as owned by this cluster.",
         )
+        return sa
+
+    def deploy(self, ctx: AddonContext) -> Construct:
+        sa = self._service_account(ctx)
         chart_version, image_tag = ctx.config.cluster_autoscaler_release()
         chart = _helm(
             ctx,

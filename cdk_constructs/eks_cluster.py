@@ -89,6 +89,19 @@ def gpu_labels(pool: GpuPoolConfig, spot: bool) -> dict[str, str]:
     }
 
 
+def _node_template_tags(group: GpuNodeGroup) -> dict[str, str]:
+    """Cluster Autoscaler's node-template tags of a GPU group's ASG: what a node of it would
+    have, so the autoscaler can scale the group up from zero."""
+    prefix = "k8s.io/cluster-autoscaler/node-template"
+    capacity = group.capacity.upper().replace("-", "_")
+    return {
+        **{f"{prefix}/label/{k}": v for k, v in group.labels.items()},
+        f"{prefix}/label/eks.amazonaws.com/capacityType": capacity,
+        f"{prefix}/taint/{GPU_TAINT_KEY}": "true:NoSchedule",
+        f"{prefix}/resources/{GPU_TAINT_KEY}": str(group.pool.gpus_per_node),
+    }
+
+
 def as_icluster(cluster: eks.Cluster) -> eks.ICluster:
     """`eks.Cluster` implements `ICluster`; jsii's generated stubs do not say so to mypy."""
     return cast(eks.ICluster, cluster)
@@ -122,13 +135,30 @@ class PlatformCluster(Construct):
         self.secrets_key = kms.Key(
             self, "SecretsKey", description=f"{name} Kubernetes secrets", enable_key_rotation=True
         )
+        self.cluster = self._cluster(config, vpc, name)
+        self._acknowledge_cluster_internals()
+        self._admins(config.admin_role_arns)
+        self.node_role = self._node_role()
+        self.system_nodes = self._nodegroup(
+            "System",
+            group=config.system_nodes,
+            labels={"aipp.io/pool": "system"},
+            ami=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
+            spot=False,
+        )
+        self.gpu_groups = self._gpu_groups(config, vpc)
+        self._tag_gpu_asgs(name)
+
+    def _cluster(self, config: EksConfig, vpc: ec2.IVpc, name: str) -> eks.Cluster:
+        """The control plane: private endpoint (unless config opens it to listed CIDRs), every
+        log type, secrets encrypted with `secrets_key`, no default capacity."""
         endpoint = (
             eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*config.public_access_cidrs)
             if config.endpoint_public
             else eks.EndpointAccess.PRIVATE
         )
         private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-        self.cluster = eks.Cluster(
+        return eks.Cluster(
             self,
             "Cluster",
             cluster_name=name,
@@ -144,8 +174,10 @@ class PlatformCluster(Construct):
                 kubectl_layer=kubectl_layer(self, config.kubernetes_version)
             ),
         )
-        self._acknowledge_cluster_internals()
-        for i, arn in enumerate(config.admin_role_arns):
+
+    def _admins(self, role_arns: Sequence[str]) -> None:
+        """Cluster-admin access entries for the configured IAM roles."""
+        for i, arn in enumerate(role_arns):
             eks.AccessEntry(
                 self,
                 f"Admin{i + 1}",
@@ -158,15 +190,10 @@ class PlatformCluster(Construct):
                 ],
             )
 
-        self.node_role = self._node_role()
-        self.system_nodes = self._nodegroup(
-            "System",
-            group=config.system_nodes,
-            labels={"aipp.io/pool": "system"},
-            ami=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
-            spot=False,
-        )
-        self.gpu_groups: list[GpuNodeGroup] = []
+    def _gpu_groups(self, config: EksConfig, vpc: ec2.IVpc) -> list[GpuNodeGroup]:
+        """A Spot and an On-Demand group per GPU pool (those with a maximum above zero),
+        tainted for GPU work only."""
+        groups: list[GpuNodeGroup] = []
         # The AZs the groups span: names when known, else their count (tokens change per run).
         zones = [
             f"az{i + 1}" if Token.is_unresolved(z) else z
@@ -192,8 +219,8 @@ class PlatformCluster(Construct):
                     ],
                     nodegroup_name=gpu_nodegroup_name(pool, spot, zones),
                 )
-                self.gpu_groups.append(GpuNodeGroup(pool=pool, spot=spot, nodegroup=nodegroup))
-        self._tag_gpu_asgs(name)
+                groups.append(GpuNodeGroup(pool=pool, spot=spot, nodegroup=nodegroup))
+        return groups
 
     def _acknowledge_cluster_internals(self) -> None:
         """The roles and function aws-eks-v2 creates for the control plane and for kubectl."""
@@ -348,68 +375,66 @@ class PlatformCluster(Construct):
             ]
         )
         for group in self.gpu_groups:
-            ng = group.nodegroup
-            describe = cr.AwsCustomResource(
-                self,
-                f"{ng.node.id}Asg",
-                on_update=cr.AwsSdkCall(
-                    service="EKS",
-                    action="describeNodegroup",
-                    parameters={
-                        "clusterName": self.cluster.cluster_name,
-                        "nodegroupName": ng.nodegroup_name,
-                    },
-                    physical_resource_id=cr.PhysicalResourceId.of(f"{ng.node.id}-asg"),
-                    output_paths=["nodegroup.resources.autoScalingGroups.0.name"],
-                ),
-                policy=policy,
-                install_latest_aws_sdk=False,
-            )
-            asg_name = describe.get_response_field("nodegroup.resources.autoScalingGroups.0.name")
-            prefix = "k8s.io/cluster-autoscaler/node-template"
-            tags = {
-                **{f"{prefix}/label/{k}": v for k, v in group.labels.items()},
-                f"{prefix}/label/eks.amazonaws.com/capacityType": group.capacity.upper().replace(
-                    "-", "_"
-                ),
-                f"{prefix}/taint/{GPU_TAINT_KEY}": "true:NoSchedule",
-                f"{prefix}/resources/{GPU_TAINT_KEY}": str(group.pool.gpus_per_node),
-            }
-            tagging = cr.AwsCustomResource(
-                self,
-                f"{ng.node.id}AsgTags",
-                on_update=cr.AwsSdkCall(
-                    service="AutoScaling",
-                    action="createOrUpdateTags",
-                    parameters={
-                        "Tags": [
-                            {
-                                "ResourceId": asg_name,
-                                "ResourceType": "auto-scaling-group",
-                                "Key": key,
-                                "Value": value,
-                                "PropagateAtLaunch": False,
-                            }
-                            for key, value in sorted(tags.items())
-                        ]
-                    },
-                    physical_resource_id=cr.PhysicalResourceId.of(f"{ng.node.id}-asg-tags"),
-                ),
-                policy=policy,
-                install_latest_aws_sdk=False,
-            )
-            tagging.node.add_dependency(describe)
-            for custom in (describe, tagging):
-                acknowledge(
-                    custom,
-                    f"AwsSolutions-IAM5[Resource::{nag_resource_id(self, nodegroups)}]",
-                    "Managed node groups get a generated id after their name; the wildcard is "
-                    "limited to this cluster's node groups and to DescribeNodegroup.",
-                )
-                acknowledge(
-                    custom,
-                    "AwsSolutions-IAM5[Resource::*]",
-                    "ASG names are generated by EKS; CreateOrUpdateTags is limited by condition "
-                    "to ASGs tagged with this cluster's name.",
-                )
+            self._tag_asg(group, policy, nodegroups)
         acknowledge_sdk_call_function(self)
+
+    def _tag_asg(
+        self, group: GpuNodeGroup, policy: cr.AwsCustomResourcePolicy, nodegroups: str
+    ) -> None:
+        """Look one GPU group's ASG up, then tag it with its node template."""
+        ng = group.nodegroup
+        describe = cr.AwsCustomResource(
+            self,
+            f"{ng.node.id}Asg",
+            on_update=cr.AwsSdkCall(
+                service="EKS",
+                action="describeNodegroup",
+                parameters={
+                    "clusterName": self.cluster.cluster_name,
+                    "nodegroupName": ng.nodegroup_name,
+                },
+                physical_resource_id=cr.PhysicalResourceId.of(f"{ng.node.id}-asg"),
+                output_paths=["nodegroup.resources.autoScalingGroups.0.name"],
+            ),
+            policy=policy,
+            install_latest_aws_sdk=False,
+        )
+        asg_name = describe.get_response_field("nodegroup.resources.autoScalingGroups.0.name")
+        tags = _node_template_tags(group)
+        tagging = cr.AwsCustomResource(
+            self,
+            f"{ng.node.id}AsgTags",
+            on_update=cr.AwsSdkCall(
+                service="AutoScaling",
+                action="createOrUpdateTags",
+                parameters={
+                    "Tags": [
+                        {
+                            "ResourceId": asg_name,
+                            "ResourceType": "auto-scaling-group",
+                            "Key": key,
+                            "Value": value,
+                            "PropagateAtLaunch": False,
+                        }
+                        for key, value in sorted(tags.items())
+                    ]
+                },
+                physical_resource_id=cr.PhysicalResourceId.of(f"{ng.node.id}-asg-tags"),
+            ),
+            policy=policy,
+            install_latest_aws_sdk=False,
+        )
+        tagging.node.add_dependency(describe)
+        for custom in (describe, tagging):
+            acknowledge(
+                custom,
+                f"AwsSolutions-IAM5[Resource::{nag_resource_id(self, nodegroups)}]",
+                "Managed node groups get a generated id after their name; the wildcard is "
+                "limited to this cluster's node groups and to DescribeNodegroup.",
+            )
+            acknowledge(
+                custom,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ASG names are generated by EKS; CreateOrUpdateTags is limited by condition "
+                "to ASGs tagged with this cluster's name.",
+            )

@@ -36,7 +36,7 @@ from cdk_constructs.retention import retention
 from cdk_constructs.runtime_env import platform_endpoints, runtime_environment
 from cdk_constructs.task_queues import TaskQueues
 from phases import PhaseConfig, TaskType
-from stacks.edge import EdgeStack, api_outputs, hosted_zone
+from stacks.edge import ApiOutputs, EdgeStack, api_outputs, hosted_zone
 
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -97,15 +97,19 @@ class ComputeEcsStack(Stack):
         )
         for service in (self.api.service, *(w.service for w in self.workers)):
             service.node.add_dependency(self.migration.run)
-        self.outputs = api_outputs(
+        self.outputs = self._outputs(edge)
+        self.alarms = Alarms(self, alarm_topic)
+        self._observe()
+
+    def _outputs(self, edge: EdgeStack) -> ApiOutputs:
+        """The API's URL and release, for the delivery pipeline."""
+        return api_outputs(
             self,
-            config,
+            self.config,
             host=self.api.load_balancer.load_balancer_dns_name,
             https=edge.certificate_arn is not None,
             release=self.api.release,
         )
-        self.alarms = Alarms(self, alarm_topic)
-        self._observe()
 
     def _cluster_and_logs(self, vpc: ec2.IVpc) -> logs.ILogGroup:
         """The cluster, the workers' log group (`worker_logs`); returns the API's log group,

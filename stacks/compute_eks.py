@@ -62,34 +62,11 @@ class ComputeEksStack(Stack):
 
         self.platform = PlatformCluster(self, "Eks", config=config.eks, vpc=vpc, name=name)
         cluster = self.platform.cluster
-        grace = workers_k8s.termination_grace_seconds(
-            config.queues.longest_job_seconds, config.queues.visibility_timeout_seconds
-        )
-        self.addons = deploy_addons(
-            AddonContext(
-                scope=self,
-                cluster=cluster,
-                cluster_name=name,
-                config=config.eks,
-                queues=[pair.queue for pair in queues.layout(config.queue_mode_of("eks"))],
-                max_pod_grace_seconds=grace,
-                domain=config.edge.domain,
-            ),
-            default_addons(config.eks, config.edge.domain) if addons is None else addons,
-        )
+        self.addons = self._addons(queues, addons)
         allow_ingress(database.connections, cluster, "EKS nodes and pods")
         allow_ingress(cache.connections, cluster, "EKS nodes and pods")
 
-        # Container Insights' Fluent Bit writes the pods' logs here; created first, with the
-        # platform's retention, so the agent does not create it without one.
-        self.application_logs = logs.LogGroup(
-            self,
-            "ApplicationLogs",
-            log_group_name=f"/aws/containerinsights/{name}/application",
-            retention=retention(config.observability.log_retention_days),
-        )
-        if "container-insights" in self.addons:
-            self.addons["container-insights"].node.add_dependency(self.application_logs)
+        self.application_logs = self._application_logs(name)
 
         self.workloads: PlatformWorkloads | None = None
         self.outputs: ApiOutputs | None = None
@@ -120,9 +97,44 @@ class ComputeEksStack(Stack):
         self.alarms = Alarms(self, alarm_topic)
         self._observe()
 
+    def _application_logs(self, name: str) -> logs.LogGroup:
+        """Container Insights' Fluent Bit writes the pods' logs here; created first, with the
+        platform's retention, so the agent does not create it without one."""
+        group = logs.LogGroup(
+            self,
+            "ApplicationLogs",
+            log_group_name=f"/aws/containerinsights/{name}/application",
+            retention=retention(self.config.observability.log_retention_days),
+        )
+        if "container-insights" in self.addons:
+            self.addons["container-insights"].node.add_dependency(group)
+        return group
+
+    def _addons(
+        self, queues: TaskQueues, addons: list[ClusterAddon] | None
+    ) -> dict[str, Construct]:
+        """The cluster's add-ons (the defaults unless a list is given), KEDA reading the queues
+        of the layout the EKS workers consume."""
+        config = self.config
+        assert config.eks is not None
+        grace = workers_k8s.termination_grace_seconds(
+            config.queues.longest_job_seconds, config.queues.visibility_timeout_seconds
+        )
+        return deploy_addons(
+            AddonContext(
+                scope=self,
+                cluster=self.platform.cluster,
+                cluster_name=config.name_prefix,
+                config=config.eks,
+                queues=[pair.queue for pair in queues.layout(config.queue_mode_of("eks"))],
+                max_pod_grace_seconds=grace,
+                domain=config.edge.domain,
+            ),
+            default_addons(config.eks, config.edge.domain) if addons is None else addons,
+        )
+
     def _observe(self) -> None:
         """API alarms on the Ingress's ALB, the worker error alarm, and the dashboard."""
-        obs = self.config.observability
         name = self.config.name_prefix
         widgets: list[list[cw.IWidget]] = []
 
@@ -141,52 +153,55 @@ class ComputeEksStack(Stack):
             per_pool("node_gpu_memory_utilization", "GPU memory %"),
             per_pool("node_cpu_utilization", "node CPU %"),
         ]
-        workloads = self.workloads
-        if workloads is not None:
-            dimension = {"LoadBalancer": workloads.load_balancer_full_name}
-
-            def alb(metric: str, statistic: str) -> cw.Metric:
-                return cw.Metric(
-                    namespace="AWS/ApplicationELB",
-                    metric_name=metric,
-                    dimensions_map=dimension,
-                    period=FIVE_MINUTES,
-                    statistic=statistic,
-                )
-
-            api_5xx = alb("HTTPCode_Target_5XX_Count", "Sum")
-            elb_5xx = alb("HTTPCode_ELB_5XX_Count", "Sum")
-            latency = alb("TargetResponseTime", "p99")
-            # The runtime logs JSON lines; Fluent Bit puts them under `log_processed`. Every
-            # `"level": "ERROR"` line of a worker container counts.
-            errors = logs.MetricFilter(
-                self,
-                "WorkerErrorLines",
-                log_group=self.application_logs,
-                filter_pattern=logs.FilterPattern.all(
-                    logs.FilterPattern.string_value("$.log_processed.level", "=", "ERROR"),
-                    logs.FilterPattern.string_value("$.kubernetes.container_name", "=", "worker"),
-                ),
-                metric_namespace=f"{self.config.project}/workers",
-                metric_name="EksErrorLines",
-                metric_value="1",
-                default_value=0,
-            ).metric(statistic="Sum", period=FIVE_MINUTES)
-            self.alarms.add_compute_alarms(
-                obs, api_5xx=api_5xx, api_latency_p99=latency, worker_errors=errors
-            )
-            widgets.append(
-                [
-                    cw.GraphWidget(
-                        title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8
-                    ),
-                    cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
-                    cw.GraphWidget(title="Worker errors", left=[errors], width=8),
-                ]
-            )
+        if self.workloads is not None:
+            widgets.append(self._workload_alarms(self.workloads))
         widgets.append(
             [cw.GraphWidget(title="GPU, GPU memory and node CPU %", left=utilisation, width=24)]
         )
         if self.alarms.by_name:
             widgets.append([self.alarms.status_widget("EKS compute alarms")])
         cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(6), widgets=widgets)
+
+    def _workload_alarms(self, workloads: PlatformWorkloads) -> list[cw.IWidget]:
+        """The API's 5xx and latency alarms on its ALB and the workers' error-line alarm; their
+        dashboard row."""
+        dimension = {"LoadBalancer": workloads.load_balancer_full_name}
+
+        def alb(metric: str, statistic: str) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/ApplicationELB",
+                metric_name=metric,
+                dimensions_map=dimension,
+                period=FIVE_MINUTES,
+                statistic=statistic,
+            )
+
+        api_5xx = alb("HTTPCode_Target_5XX_Count", "Sum")
+        elb_5xx = alb("HTTPCode_ELB_5XX_Count", "Sum")
+        latency = alb("TargetResponseTime", "p99")
+        # The runtime logs JSON lines; Fluent Bit puts them under `log_processed`. Every
+        # `"level": "ERROR"` line of a worker container counts.
+        errors = logs.MetricFilter(
+            self,
+            "WorkerErrorLines",
+            log_group=self.application_logs,
+            filter_pattern=logs.FilterPattern.all(
+                logs.FilterPattern.string_value("$.log_processed.level", "=", "ERROR"),
+                logs.FilterPattern.string_value("$.kubernetes.container_name", "=", "worker"),
+            ),
+            metric_namespace=f"{self.config.project}/workers",
+            metric_name="EksErrorLines",
+            metric_value="1",
+            default_value=0,
+        ).metric(statistic="Sum", period=FIVE_MINUTES)
+        self.alarms.add_compute_alarms(
+            self.config.observability,
+            api_5xx=api_5xx,
+            api_latency_p99=latency,
+            worker_errors=errors,
+        )
+        return [
+            cw.GraphWidget(title="API 5xx (target / ALB)", left=[api_5xx, elb_5xx], width=8),
+            cw.GraphWidget(title="API latency p99 (s)", left=[latency], width=8),
+            cw.GraphWidget(title="Worker errors", left=[errors], width=8),
+        ]

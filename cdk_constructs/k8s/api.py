@@ -110,11 +110,31 @@ def _forward(weights: Mapping[str, int]) -> str:
 
 def ingress(settings: IngressSettings) -> Manifest:
     """Internet-facing ALB with a fixed name, behind the Edge web ACL, HTTPS when a certificate
-    is configured, `/metrics` answered 404 at the edge.
+    is configured, `/metrics` answered 404 at the edge."""
 
-    The forward action of the stable service is seeded here (100% stable) so the controller can
-    create the load balancer before the Rollout exists; from then on Argo Rollouts owns it.
-    """
+    def path(prefix_path: str, service: str) -> Manifest:
+        return {
+            "path": prefix_path,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": service, "port": {"name": "use-annotation"}}},
+        }
+
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(INGRESS, COMPONENT, annotations=_ingress_annotations(settings)),
+        "spec": {
+            "ingressClassName": "alb",
+            "rules": [{"http": {"paths": [path("/metrics", "hide-metrics"), path("/", STABLE)]}}],
+        },
+    }
+
+
+def _ingress_annotations(settings: IngressSettings) -> dict[str, str]:
+    """The load balancer controller's settings of the Ingress (and external-dns's, with a
+    hostname). The forward action of the stable service is seeded here (100% stable) so the
+    controller can create the load balancer before the Rollout exists; from then on Argo
+    Rollouts owns it."""
     prefix = "alb.ingress.kubernetes.io"
     https = settings.certificate_arn is not None
     annotations = {
@@ -155,23 +175,7 @@ def ingress(settings: IngressSettings) -> Manifest:
             f"{dns}/set-identifier": "eks",
             f"{dns}/aws-weight": str(settings.dns_weight),
         }
-
-    def path(prefix_path: str, service: str) -> Manifest:
-        return {
-            "path": prefix_path,
-            "pathType": "Prefix",
-            "backend": {"service": {"name": service, "port": {"name": "use-annotation"}}},
-        }
-
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": metadata(INGRESS, COMPONENT, annotations=annotations),
-        "spec": {
-            "ingressClassName": "alb",
-            "rules": [{"http": {"paths": [path("/metrics", "hide-metrics"), path("/", STABLE)]}}],
-        },
-    }
+    return annotations
 
 
 def analysis_template(max_5xx_ratio: float) -> Manifest:
@@ -263,28 +267,7 @@ def rollout(
                             "labelSelector": {"matchLabels": selector(COMPONENT)},
                         }
                     ],
-                    "containers": [
-                        {
-                            "name": "api",
-                            "image": image,
-                            "ports": [{"name": "http", "containerPort": API_PORT}],
-                            "env": env_list(env),
-                            "resources": resources(cpu_millicores, memory_mib),
-                            "startupProbe": http_probe(
-                                HEALTH_PATH, API_PORT, period=5, failures=24
-                            ),
-                            "readinessProbe": http_probe(
-                                READY_PATH, API_PORT, period=10, failures=3
-                            ),
-                            "livenessProbe": http_probe(
-                                HEALTH_PATH, API_PORT, period=15, failures=3
-                            ),
-                            # The ALB keeps sending for a few seconds after deregistration starts.
-                            "lifecycle": {"preStop": {"sleep": {"seconds": 15}}},
-                            "securityContext": container_security(),
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
-                        }
-                    ],
+                    "containers": [_api_container(image, env, cpu_millicores, memory_mib)],
                     "volumes": [tmp_volume()],
                 },
             },
@@ -302,6 +285,25 @@ def rollout(
                 }
             },
         },
+    }
+
+
+def _api_container(
+    image: str, env: Mapping[str, str], cpu_millicores: int, memory_mib: int
+) -> Manifest:
+    return {
+        "name": "api",
+        "image": image,
+        "ports": [{"name": "http", "containerPort": API_PORT}],
+        "env": env_list(env),
+        "resources": resources(cpu_millicores, memory_mib),
+        "startupProbe": http_probe(HEALTH_PATH, API_PORT, period=5, failures=24),
+        "readinessProbe": http_probe(READY_PATH, API_PORT, period=10, failures=3),
+        "livenessProbe": http_probe(HEALTH_PATH, API_PORT, period=15, failures=3),
+        # The ALB keeps sending for a few seconds after deregistration starts.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 15}}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
     }
 
 
