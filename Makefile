@@ -63,11 +63,12 @@ DOCKERFILES = $(shell git ls-files --cached --others --exclude-standard -- 'Dock
 WORKFLOWS = $(shell git ls-files --cached --others --exclude-standard -- '.github/workflows/*.yml' '.github/workflows/*.yaml')
 
 .PHONY: lint
-lint: install ## ruff, mypy, import contracts, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows, compose)
+lint: install ## ruff, mypy, import contracts, dead code, hadolint (every Dockerfile), the image locks, zizmor and schema (workflows, compose)
 	ruff check .
 	ruff format --check .
 	mypy
 	PYTHONPATH=.:worker_images:lambda_src lint-imports --no-logo
+	vulture
 	hadolint $(DOCKERFILES)
 	bash tools/images/lock.sh check
 	zizmor --offline --quiet .github/workflows

@@ -81,12 +81,3 @@ CLUSTER_AUTOSCALER_RELEASES: dict[str, tuple[str, str]] = {
     "1.34": ("9.53.0", "v1.34.2"),
     "1.35": ("9.59.0", "v1.35.0"),
 }
-
-# The model server image: vLLM's OpenAI-compatible server, pinned by the digest of the published
-# `vllm/vllm-openai:v0.14.0` image (the digest other projects build from, e.g. the public
-# tinfoilsh/vllm-openai-audio Dockerfile). Our Dockerfile (model_server/) adds the audio extras
-# Whisper needs; the public image leaves them out for licence reasons (vllm-project/vllm#8030).
-VLLM_BASE_IMAGE = (
-    "vllm/vllm-openai:v0.14.0"
-    "@sha256:1d6866b87630d94f5e0cdae55ab5abb4ce0b03fcb84d9d10612f9d518d19d4fd"
-)

@@ -40,7 +40,6 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "worker_images" / "samples" / "demo.wav"
-FINAL = {"completed", "failed"}
 
 
 class SmokeFailed(RuntimeError):

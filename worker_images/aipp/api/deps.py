@@ -9,7 +9,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from aipp.api.errors import ApiError
 from aipp.api.services import Services
-from aipp.core.config import Settings
 from aipp.core.db import Principal
 
 
@@ -19,14 +18,6 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def get_app_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
@@ -53,8 +44,8 @@ async def authenticate(
 ) -> Principal:
     """The caller's tenant, after the API key check and the per-key rate limit.
 
-    Unknown keys cost at most one database lookup per AUTH_NEGATIVE_CACHE_SECONDS each, and
-    at most AUTH_FAILURES_PER_MINUTE lookups per client address: past that, 429.
+    Unknown keys cost at most one database lookup per AIPP_AUTH_NEGATIVE_CACHE_SECONDS each, and
+    at most AIPP_AUTH_FAILURES_PER_MINUTE lookups per client address: past that, 429.
     """
     key = (bearer.credentials if bearer else api_key or "").strip() or None
     if key is None or len(key) > 200:

@@ -155,17 +155,6 @@ class Storage:
         version = obj.get("VersionId")
         return Head(head, total, version if version and version != "null" else None)
 
-    async def get_bytes(self, key: str) -> bytes | None:
-        """The whole object, or None when it does not exist."""
-        try:
-            obj = await asyncio.to_thread(self.client.get_object, Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise
-        data: bytes = await asyncio.to_thread(obj["Body"].read)
-        return data
-
     async def get_json(self, key: str) -> Any:
         try:
             obj = await asyncio.to_thread(self.client.get_object, Bucket=self.bucket, Key=key)
