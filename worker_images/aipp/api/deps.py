@@ -9,24 +9,17 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from aipp.api.errors import ApiError
 from aipp.api.services import Services
-from aipp.core.config import Settings
 from aipp.core.db import Principal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """`async`, as every dependency here: FastAPI runs a plain `def` dependency in its thread
+    pool, a hand-off between threads on every request."""
     services: Services = request.app.state.services
     return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def get_app_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
