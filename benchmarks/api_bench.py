@@ -331,7 +331,8 @@ def main() -> int:
     asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     try:
         moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            [sys.executable, "-m", "aipp.dev.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            env={**os.environ, "PYTHONPATH": str(ROOT / "worker_images")},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

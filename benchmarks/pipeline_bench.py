@@ -5,7 +5,8 @@ Real worker processes (`python -m aipp.worker`, run under `aipp.dev.calls`, whic
 call they make) with the instant providers (no model time), real PostgreSQL and Redis, S3 and SQS
 on moto's server, all on loopback. For 1 and 2 worker processes it queues BENCH_TASKS tasks
 (default 400) and measures:
-- throughput: tasks per minute from the first message sent to the last task `completed`;
+- throughput: tasks per minute from the first message sent to the last task `completed`, with
+  the queue fed so that about twice as many tasks wait as the workers can run at once;
 - per-task overhead: time the workers spent on a task outside the providers (both jobs, STT and
   LLM: database, Redis, S3, SQS calls), from the workers' own `job finished` log lines;
 - worker CPU seconds per task (user + system, from the first message to the last task done);
@@ -143,14 +144,21 @@ async def run_case(
             time.sleep(0.1)
         cpu = sum(tree_cpu_seconds(p.pid) for p in procs)
         started = time.monotonic()
-        send(sqs, queue_url, bodies)
+        # Keep the backlog at twice the jobs the workers can run at once: moto's SQS spends
+        # time on every call in proportion to the messages waiting (a real queue does not),
+        # and a backlog of hundreds would measure moto, not the pipeline.
+        backlog, sent = 2 * workers * concurrency, 0
         while True:
             done = await db.pool.fetchval(
                 "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND state = 'completed'", ids
             )
             if done == len(ids):
                 break
-            await asyncio.sleep(0.05)
+            if sent < len(bodies) and sent - done < backlog:
+                more = min(backlog - (sent - done), len(bodies) - sent)
+                await asyncio.to_thread(send, sqs, queue_url, bodies[sent : sent + more])
+                sent += more
+            await asyncio.sleep(0.01)
         elapsed = time.monotonic() - started
         cpu = sum(tree_cpu_seconds(p.pid) for p in procs) - cpu
     finally:
@@ -210,7 +218,8 @@ async def main() -> None:
     measured_under = conditions()
     moto_port = free_port()
     moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        [sys.executable, "-m", "aipp.dev.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "worker_images")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -539,9 +539,12 @@ class Database:
         task_id: uuid.UUID,
         source: TaskState,
         target: TaskState,
+        *,
+        count_attempt: bool = False,
         **fields: Any,
     ) -> Task | None:
-        """Compare-and-set: move `source → target` (and set `fields`) only if still in `source`.
+        """Compare-and-set: move `source → target` (and set `fields`; with `count_attempt`,
+        one attempt more) only if still in `source`.
 
         Returns the updated task, or None when the task is gone or no longer in `source` — the
         caller lost the race or is seeing a duplicate delivery, and must do nothing more.
@@ -562,6 +565,8 @@ class Database:
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)} in a transition")
         sets = ["state = $3", "updated_at = now()", f"{STATE_TIMESTAMP[target]} = now()"]
+        if count_attempt:
+            sets.append("attempts = attempts + 1")
         args: list[Any] = [task_id, source.value, target.value]
         for name, value in fields.items():
             args.append(value)
