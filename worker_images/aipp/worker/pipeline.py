@@ -50,6 +50,9 @@ from aipp.worker.webhook import Webhook
 
 log = logging.getLogger("aipp.worker.pipeline")
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
+# Where a task is once its STT message has nothing left to do (awaiting_upload: a stale message
+# after a compensation).
+STT_PAST = TERMINAL | {TaskState.SUMMARIZING, TaskState.AWAITING_UPLOAD}
 
 
 class Outcome(Enum):
@@ -202,9 +205,16 @@ class Pipeline:
             )
         )
 
+    async def _held_elsewhere(self, job: Job, past: frozenset[TaskState]) -> Outcome:
+        """Another job holds this step's lock. A message for a task already past the step (a
+        duplicate delivery) is done: the holder does what is left. Otherwise look again later.
+        (Only here, when the lock is taken, is the task read before the step's own work.)"""
+        task = await self.db.get_task(job.message.task_id)
+        return Outcome.DONE if task is None or task.state in past else Outcome.BUSY
+
     async def transcribe(self, job: Job) -> Outcome:
         if not await self._locked(job, TaskType.STT):
-            return Outcome.BUSY
+            return await self._held_elsewhere(job, STT_PAST)
         try:
             task = await self._start_stt(job)
             if task is None or task.state in TERMINAL or task.state is TaskState.AWAITING_UPLOAD:
@@ -282,7 +292,7 @@ class Pipeline:
     # --- LLM: steps 7-8 ---------------------------------------------------------------------
     async def summarize(self, job: Job) -> Outcome:
         if not await self._locked(job, TaskType.LLM):
-            return Outcome.BUSY
+            return await self._held_elsewhere(job, TERMINAL)
         try:
             # One read, under the lock: the summarizer runs only for a task still waiting for
             # its summary (a duplicate message of a finished task calls no provider).
