@@ -157,13 +157,17 @@ demo: install services ## a spoken sample through the real API and worker: trans
 bench-pipeline: install services ## pipeline tasks/min, overhead and S3/SQS/database/Redis calls per task (instant providers)
 	@$(RUNTIME_ENV) $(PY) benchmarks/pipeline_bench.py
 
+.PHONY: bench-api-cpu
+bench-api-cpu: install services ## the API app's own CPU time per create and read, in process (least of several rounds)
+	@$(RUNTIME_ENV) $(PY) benchmarks/api_cpu.py
+
 .PHONY: time-test
-time-test: ## run `make test` once and keep its wall and CPU time in benchmarks/results/
-	@$(PYTHON) benchmarks/suite_timing.py
+time-test: install ## run `make test` once and keep its wall and CPU time in benchmarks/results/
+	@$(PY) benchmarks/suite_timing.py
 
 .PHONY: bench-report
-bench-report: ## regenerate the README's performance tables from benchmarks/results/ (BENCH_LABEL=before|after when benchmarking)
-	@$(PYTHON) benchmarks/report.py
+bench-report: install ## regenerate the README's performance tables from benchmarks/results/ (BENCH_LABEL=before|after when benchmarking)
+	@$(PY) benchmarks/report.py
 
 # --- images and delivery ---
 # docs/images.md: the three runtime images, built and smoke-run without a Docker daemon.
