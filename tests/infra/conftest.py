@@ -139,10 +139,11 @@ class CfnLint:
         self.root.mkdir(parents=True, exist_ok=True)
         self._runner: Any = None
 
-    def findings(self, assembly: Assembly) -> list[str]:
-        """Every finding in the assembly's templates, as `file: rule message (line)`."""
-        templates = sorted(assembly.outdir.glob("*.template.json"))
-        assert templates, f"no templates in {assembly.outdir}"
+    def findings(self, outdir: Path) -> list[str]:
+        """Every finding in the templates of the assembly in `outdir`, as `file: rule message
+        (line)`."""
+        templates = sorted(outdir.glob("*.template.json"))
+        assert templates, f"no templates in {outdir}"
         return [f"{path.name}: {f}" for path in templates for f in self._template(path)]
 
     def _template(self, path: Path) -> list[str]:
