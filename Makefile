@@ -88,10 +88,15 @@ services: ## make sure PostgreSQL and Redis are listening (starts them when they
 browser: ## make sure headless Chromium and its driver are installed (the planner page test)
 	@bash tools/ensure_chromium.sh
 
+# pytest-xdist: one test process per core; each module's tests stay in one process (its module
+# fixtures, e.g. a migrated database, are built once), and each cloud assembly is synthesized once
+# per run whichever process needs it first (tests/infra/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
+
 .PHONY: test
 test: install services browser ## the whole suite: lint, infrastructure, runtime and planner tests
 	@$(MAKE) --no-print-directory lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 .PHONY: snapshot-update
 snapshot-update: install ## rewrite the stack snapshots after an intended change (read the diff!)
@@ -137,7 +142,7 @@ openapi: install ## export the API's OpenAPI document to docs/openapi.json
 	@$(RUNTIME_ENV) $(PY) -m aipp.api.openapi docs/openapi.json
 
 .PHONY: bench-api
-bench-api: install services ## API throughput/latency at 1, 16, 64 clients (uvicorn, PostgreSQL, Redis)
+bench-api: install services ## API req/s, latency and CPU per request at 1, 16, 64 clients, beside pgbench's insert rate
 	@$(RUNTIME_ENV) $(PY) benchmarks/api_bench.py
 
 # The queue worker (worker_images/aipp/worker): steps 4-8 of the task flow.
@@ -150,8 +155,20 @@ demo: install services ## a spoken sample through the real API and worker: trans
 	@$(RUNTIME_ENV) $(PY) -m tools.demo
 
 .PHONY: bench-pipeline
-bench-pipeline: install services ## pipeline throughput and per-task overhead, 1 and 2 workers (instant providers)
+bench-pipeline: install services ## pipeline tasks/min, overhead and S3/SQS/database/Redis calls per task (instant providers)
 	@$(RUNTIME_ENV) $(PY) benchmarks/pipeline_bench.py
+
+.PHONY: bench-api-cpu
+bench-api-cpu: install services ## the API app's own CPU time per create and read, in process (least of several rounds)
+	@$(RUNTIME_ENV) $(PY) benchmarks/api_cpu.py
+
+.PHONY: time-test
+time-test: install ## run `make test` once and keep its wall and CPU time in benchmarks/results/
+	@$(PY) benchmarks/suite_timing.py
+
+.PHONY: bench-report
+bench-report: install ## regenerate the README's performance tables from benchmarks/results/ (BENCH_LABEL=before|after when benchmarking)
+	@$(PY) benchmarks/report.py
 
 # --- images and delivery ---
 # docs/images.md: the three runtime images, built and smoke-run without a Docker daemon.

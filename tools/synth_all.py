@@ -23,7 +23,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from app import build_app, build_delivery_app, cdk_json_context
-from phases import ConfigError, Env, Phase
+from phases import ConfigError, Env, Phase, PhaseConfig
 from phases.loader import deep_merge, example_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,7 @@ class SynthResult:
     resources: int
     findings: list[str]
     seconds: float
+    config: PhaseConfig | None = None
 
 
 def synth_one(
@@ -61,8 +62,8 @@ def synth_one(
     if transition:
         context["transition"] = transition
     app = cdk.App(outdir=str(outdir), context=context)
-    build_app(app, nag=False)
-    return _checked(app, phase, env, outdir, started)
+    config, _ = build_app(app, nag=False)
+    return _checked(app, phase, env, outdir, started, config=config)
 
 
 def synth_delivery(outdir: Path, delivery: str = DELIVERY_EXAMPLE) -> SynthResult:
@@ -75,7 +76,13 @@ def synth_delivery(outdir: Path, delivery: str = DELIVERY_EXAMPLE) -> SynthResul
 
 
 def _checked(
-    app: cdk.App, phase: int | None, env: str, outdir: Path, started: float
+    app: cdk.App,
+    phase: int | None,
+    env: str,
+    outdir: Path,
+    started: float,
+    *,
+    config: PhaseConfig | None = None,
 ) -> SynthResult:
     """cdk-nag's findings left on `app`, then its assembly, counted."""
     report = AwsSolutionsChecks().validate_scope(app)
@@ -98,6 +105,7 @@ def _checked(
         resources=resources,
         findings=findings,
         seconds=time.perf_counter() - started,
+        config=config,
     )
 
 

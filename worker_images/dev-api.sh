@@ -28,7 +28,7 @@ trap cleanup EXIT INT TERM
 
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
   echo "==> starting moto's server (S3, SQS) on 127.0.0.1:$MOTO_PORT"
-  "$PY" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
+  "$PY" -m aipp.dev.moto_server -H 127.0.0.1 -p "$MOTO_PORT" >/dev/null 2>&1 &
   moto_pid=$!
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null && break; sleep 0.2; done
 fi

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,15 +10,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
-from tests.infra.conftest import Assembly
+from tests.infra.conftest import Assembly, CfnLint
 from tests.infra.test_phase1 import PER_TYPE
-
-# cfn-lint findings that describe CDK's own output, not our choices.
-CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
-CFN_LINT_IGNORED = [
-    "W3005",  # DependsOn that a Ref already implies (CDK adds both)
-    "W3010",  # AZ names come from config on purpose (network.availability_zones)
-]
 
 
 def test_no_nag_findings_left(any_phase: Assembly) -> None:
@@ -36,23 +28,27 @@ def test_nag_reports_an_unacknowledged_finding() -> None:
     assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
 
 
-def cfn_lint(outdir: Path) -> subprocess.CompletedProcess[str]:
-    templates = sorted(str(p) for p in outdir.glob("*.template.json"))
-    assert templates, f"no templates in {outdir}"
-    return subprocess.run(
-        [CFN_LINT, "--ignore-checks", *CFN_LINT_IGNORED, "--", *templates],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def test_cfn_lint_passes_on_every_template(any_phase: Assembly) -> None:
+def test_cfn_lint_passes_on_every_template(any_phase: Assembly, cfn_lint: CfnLint) -> None:
     assert len(list(any_phase.outdir.glob("*.template.json"))) == 7
-    result = cfn_lint(any_phase.outdir)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert cfn_lint.findings(any_phase.outdir) == []
 
 
-def test_per_type_assembly_is_lint_clean(assemble: Callable[..., Assembly]) -> None:
-    result = cfn_lint(assemble("1", "staging", PER_TYPE).outdir)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_per_type_assembly_is_lint_clean(
+    assemble: Callable[..., Assembly], cfn_lint: CfnLint
+) -> None:
+    assert cfn_lint.findings(assemble("1", "staging", PER_TYPE).outdir) == []
+
+
+def test_cfn_lint_reports_a_broken_template(tmp_path: Path, cfn_lint: CfnLint) -> None:
+    """The linter is live: a queue with an unknown property and a bad reference is reported."""
+    template = {
+        "Resources": {
+            "Queue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {"VisibilityTimeout": {"Ref": "Missing"}, "Colour": "red"},
+            }
+        }
+    }
+    (tmp_path / "Probe.template.json").write_text(json.dumps(template))
+    rules = {line.split()[1] for line in cfn_lint.findings(tmp_path)}
+    assert rules == {"E3002", "E1020"}  # the unknown property, the reference to nothing

@@ -11,8 +11,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.infra.conftest import DeliveryAssembly, normalize
-from tests.infra.test_checks import cfn_lint
+from tests.infra.conftest import CfnLint, DeliveryAssembly, normalize
 
 STAGES = ["Source", "Synth", "Assets", "Staging", "Prod"]
 QUALIFIER = "hnb659fds"
@@ -222,9 +221,8 @@ def test_no_nag_findings_left(delivery: DeliveryAssembly) -> None:
     assert delivery.findings == []
 
 
-def test_the_pipeline_template_is_lint_clean(delivery: DeliveryAssembly) -> None:
-    result = cfn_lint(delivery.outdir)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_the_pipeline_template_is_lint_clean(delivery: DeliveryAssembly, cfn_lint: CfnLint) -> None:
+    assert cfn_lint.findings(delivery.outdir) == []
 
 
 def test_delivery_matches_snapshot(delivery: DeliveryAssembly, snapshot: SnapshotAssertion) -> None:

@@ -18,8 +18,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from phases import Phase
 from stacks import STATEFUL_STACKS
-from tests.infra.conftest import Assembly
-from tests.infra.test_checks import cfn_lint
+from tests.infra.conftest import Assembly, CfnLint
 from tools import assembly_diff, phase_diff
 from tools.phase_diff import Step, check_step, plan
 
@@ -116,6 +115,7 @@ def test_stacks_and_stateful_names_carry_no_phase(any_phase: Assembly) -> None:
 @pytest.mark.parametrize("transition", TRANSITIONS)
 def test_transition_steps_are_nag_and_lint_clean(
     assemble: Callable[..., Assembly],
+    cfn_lint: CfnLint,
     json_snapshot: SnapshotAssertion,
     env: str,
     transition: str,
@@ -123,8 +123,7 @@ def test_transition_steps_are_nag_and_lint_clean(
     step = transition.split(":")[1]
     assembly = assemble("2", env, {"transition": {"from_phase": 1, "step": step}})
     assert assembly.findings == []
-    result = cfn_lint(assembly.outdir)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert cfn_lint.findings(assembly.outdir) == []
     inventory = {
         stack: sorted(f"{k}: {r['Type']}" for k, r in template.get("Resources", {}).items())
         for stack, template in assembly.templates.items()

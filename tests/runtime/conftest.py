@@ -67,7 +67,8 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 30
 def moto_endpoint() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "aipp.dev.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "PYTHONPATH": str(HERE.parents[1] / "worker_images")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

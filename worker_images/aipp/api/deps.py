@@ -12,7 +12,9 @@ from aipp.api.services import Services
 from aipp.core.db import Principal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """`async`, as every dependency here: FastAPI runs a plain `def` dependency in its thread
+    pool, a hand-off between threads on every request."""
     services: Services = request.app.state.services
     return services
 

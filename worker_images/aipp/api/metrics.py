@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -54,6 +56,22 @@ class Metrics:
             ["quota"],
             registry=self.registry,
         )
+
+        self._per_route: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency. The labelled series are looked up once per
+        (method, route, status) and kept: `labels()` takes a lock and builds a key each call."""
+        key = (method, route, status)
+        series = self._per_route.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._per_route[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

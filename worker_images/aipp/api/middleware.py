@@ -42,6 +42,23 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _Response:
+    """The app's `send`, noting the status and whether the response has started."""
+
+    __slots__ = ("_send", "started", "status")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+        await self._send(message)
+
+
 class LimitsAndMetrics:
     def __init__(
         self,
@@ -61,24 +78,17 @@ class LimitsAndMetrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status_holder = {"status": 500, "started": False}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                status_holder["started"] = True
-            await send(message)
-
+        response = _Response(send)
         try:
-            await self._handle(scope, receive, send_wrapper)
+            await self._handle(scope, receive, response)
         finally:
-            self._observe(scope, int(status_holder["status"]), time.perf_counter() - start)
+            self._observe(scope, response.status, time.perf_counter() - start)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, response: _Response) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
             await _send_error(
-                send,
+                response.send,
                 431,
                 "header_too_large",
                 f"request headers exceed {self.max_header_bytes} bytes",
@@ -90,16 +100,20 @@ class LimitsAndMetrics:
             try:
                 length = int(declared)
             except ValueError:
-                await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+                await _send_error(
+                    response.send, 400, "bad_request", "Content-Length is not a number"
+                )
                 return
             if length > limit:
                 await _send_error(
-                    send, 413, "payload_too_large", f"the request body exceeds {limit} bytes"
+                    response.send,
+                    413,
+                    "payload_too_large",
+                    f"the request body exceeds {limit} bytes",
                 )
                 return
 
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -110,26 +124,22 @@ class LimitsAndMetrics:
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, response.send)
         except BodyTooLarge:
-            if not started:
+            if not response.started:
                 await _send_error(
-                    send, 413, "payload_too_large", f"the request body exceeds {limit} bytes"
+                    response.send,
+                    413,
+                    "payload_too_large",
+                    f"the request body exceeds {limit} bytes",
                 )
 
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(method, template).observe(elapsed)
+        self.metrics.observe_request(method, template, status, elapsed)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "request",

@@ -8,7 +8,11 @@ on every route; 500 is the answer to a bug, 503 to a dependency that is down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
+from starlette.responses import Response
 
 from aipp.api.schemas import ErrorResponse
 
@@ -51,3 +55,17 @@ def errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any
 
 # The statuses every authenticated /v1 operation can answer.
 AUTHENTICATED = (401, 422, 429, 503)
+
+
+def model_response(
+    model: BaseModel, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """`model` as its JSON, serialized once by pydantic. An endpoint that returns a model has
+    FastAPI validate it against the response model again and encode it in Python; the route's
+    `response_model` still documents the answer."""
+    return Response(
+        model.__pydantic_serializer__.to_json(model),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -60,19 +60,21 @@ class TaskView(BaseModel):
     error: TaskError | None = Field(default=None, exclude_if=_is_none)
 
     @classmethod
-    def of(cls, task: Task) -> TaskView:
+    def of(cls, task: Task) -> Self:
+        """The view of a task read from the database (typed already: built without validation)."""
         error = None
         if task.state is TaskState.FAILED:
-            error = TaskError(
+            error = TaskError.model_construct(
                 code=task.error_code or "failed", message=task.error_message or "task failed"
             )
-        return cls(
+        view = cls.model_construct(
             id=task.id,
             state=task.state,
             created_at=task.created_at,
             updated_at=task.updated_at,
             error=error,
         )
+        return cast(Self, view)  # the pydantic plugin types model_construct as the base class
 
 
 class TaskCreated(TaskView):

@@ -21,7 +21,6 @@ import asyncpg
 from aipp.core.aws import db_secret_string
 from aipp.core.config import Settings
 from aipp.core.models import (
-    OPEN_STATES,
     STATE_TIMESTAMP,
     Task,
     TaskState,
@@ -29,6 +28,8 @@ from aipp.core.models import (
 )
 
 API_KEY_PREFIX = "aipp_"
+# The states a task is created in: waiting for its upload, or queued with its file stored.
+NEW_TASK_STATES = frozenset({TaskState.AWAITING_UPLOAD, TaskState.QUEUED})
 log = logging.getLogger("aipp.db")
 
 # What PostgreSQL answers to credentials it does not accept (SQLSTATE class 28; a wrong password
@@ -190,6 +191,14 @@ def _on_host(dsn: str, host: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pool connection's reset on release: nothing to send. asyncpg's default sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` after every use, a
+    second round trip for each query; our sessions change none of that state (advisory locks
+    are transaction-scoped, no LISTEN, no SET outside a transaction), and an open transaction
+    is still rolled back by the pool before this is called."""
+
+
 async def create_pool(
     settings: Settings,
     dsn: str | None = None,
@@ -210,6 +219,7 @@ async def create_pool(
         timeout=settings.dependency_timeout_seconds,
         command_timeout=30,
         max_inactive_connection_lifetime=300,
+        reset=_keep_session,
         **extra,
     )
     assert pool is not None
@@ -384,29 +394,58 @@ class Database:
 
         With `quota`, a new task is refused (`QuotaExceeded`) when its tenant already has
         `quota.in_flight` open tasks or created `quota.per_day` today (UTC); per-tenant overrides
-        in `tenants` win. The check and the insert run under a per-tenant transaction lock, so
-        concurrent creates cannot both slip under the limit. A replay is never refused.
+        in `tenants` win. The check and the insert are one call of the `create_task` function
+        (migration 0005) under a per-tenant transaction lock, so concurrent creates cannot both
+        slip under the limit: one round trip. A replay is never refused. `Task.request_hash`
+        of a replay is the one stored with the key.
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            if quota is not None:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))",
-                    str(new.tenant_id),
-                )
-            if new.idempotency_key is not None:
-                existing = await conn.fetchrow(
-                    "SELECT * FROM tasks WHERE tenant_id = $1 AND idempotency_key = $2",
-                    new.tenant_id,
-                    new.idempotency_key,
-                )
-                if existing is not None:
-                    return Task.from_row(existing), False
-            if quota is not None:
-                await self._check_quota(conn, new.tenant_id, quota)
-            row = await self._insert_row(conn, new)
-            if row is not None:
-                return Task.from_row(row), True
-        # Lost an idempotent race without the lock (no quota given): read the winner.
+        if quota is None:
+            return await self._insert_unchecked(new)
+        if new.state not in NEW_TASK_STATES:
+            raise ValueError(f"a new task starts in {sorted(NEW_TASK_STATES)}, not {new.state}")
+        row = await self.pool.fetchrow(
+            "SELECT r.outcome, r.quota_limit, r.quota_used, (r.task).*"
+            " FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r",
+            new.id,
+            new.tenant_id,
+            new.state.value,
+            new.filename,
+            new.object_key,
+            new.content_type,
+            new.size_bytes,
+            new.language,
+            new.idempotency_key,
+            new.request_hash,
+            quota.in_flight,
+            quota.per_day,
+        )
+        assert row is not None
+        outcome = row["outcome"]
+        if outcome == "tasks_in_flight":
+            limit, used = row["quota_limit"], row["quota_used"]
+            raise QuotaExceeded(
+                outcome,
+                limit,
+                f"{used} tasks are still in flight; the limit is {limit}",
+                quota.in_flight_retry_seconds,
+            )
+        if outcome == "tasks_per_day":
+            now = datetime.now(UTC)
+            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            raise QuotaExceeded(
+                outcome,
+                row["quota_limit"],
+                f"{row['quota_limit']} tasks were already created today (UTC)",
+                max(1, int((midnight - now).total_seconds()) + 1),
+            )
+        return Task.from_row(row), outcome == "created"
+
+    async def _insert_unchecked(self, new: NewTask) -> tuple[Task, bool]:
+        """Insert without quotas (tools and tests): one statement, or on an idempotency-key
+        conflict a second that reads the task holding the key."""
+        row = await self._insert_row(self.pool, new)
+        if row is not None:
+            return Task.from_row(row), True
         existing = await self.pool.fetchrow(
             "SELECT * FROM tasks WHERE tenant_id = $1 AND idempotency_key = $2",
             new.tenant_id,
@@ -415,43 +454,6 @@ class Database:
         if existing is None:
             raise RuntimeError("idempotent insert did not settle")
         return Task.from_row(existing), False
-
-    @staticmethod
-    async def _check_quota(conn: Any, tenant_id: uuid.UUID, quota: Quota) -> None:
-        limits = await conn.fetchrow(
-            "SELECT quota_tasks_in_flight, quota_tasks_per_day FROM tenants WHERE id = $1",
-            tenant_id,
-        )
-        in_flight_limit = (limits and limits["quota_tasks_in_flight"]) or quota.in_flight
-        per_day_limit = (limits and limits["quota_tasks_per_day"]) or quota.per_day
-        open_tasks = await conn.fetchval(
-            "SELECT count(*) FROM tasks WHERE tenant_id = $1 AND state = ANY($2::text[])",
-            tenant_id,
-            [s.value for s in OPEN_STATES],
-        )
-        if open_tasks >= in_flight_limit:
-            raise QuotaExceeded(
-                "tasks_in_flight",
-                in_flight_limit,
-                f"{open_tasks} tasks are still in flight; the limit is {in_flight_limit}",
-                quota.in_flight_retry_seconds,
-            )
-        used = await conn.fetchval(
-            "INSERT INTO tenant_daily_usage (tenant_id, day, tasks)"
-            " VALUES ($1, (now() AT TIME ZONE 'utc')::date, 1)"
-            " ON CONFLICT (tenant_id, day) DO UPDATE SET tasks = tenant_daily_usage.tasks + 1"
-            " RETURNING tasks",
-            tenant_id,
-        )
-        if used > per_day_limit:
-            now = datetime.now(UTC)
-            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-            raise QuotaExceeded(
-                "tasks_per_day",
-                per_day_limit,
-                f"{per_day_limit} tasks were already created today (UTC)",
-                max(1, int((midnight - now).total_seconds()) + 1),
-            )
 
     @staticmethod
     async def _insert_row(conn: Any, new: NewTask) -> Any:
@@ -478,12 +480,6 @@ class Database:
             new.idempotency_key,
             new.request_hash,
         )
-
-    async def request_hash(self, tenant_id: uuid.UUID, task_id: uuid.UUID) -> str | None:
-        value: str | None = await self.pool.fetchval(
-            "SELECT request_hash FROM tasks WHERE tenant_id = $1 AND id = $2", tenant_id, task_id
-        )
-        return value
 
     async def get_task(self, task_id: uuid.UUID, tenant_id: uuid.UUID | None = None) -> Task | None:
         """A tenant's task; without `tenant_id` any task (the Lambda and workers)."""
@@ -543,9 +539,12 @@ class Database:
         task_id: uuid.UUID,
         source: TaskState,
         target: TaskState,
+        *,
+        count_attempt: bool = False,
         **fields: Any,
     ) -> Task | None:
-        """Compare-and-set: move `source → target` (and set `fields`) only if still in `source`.
+        """Compare-and-set: move `source → target` (and set `fields`; with `count_attempt`,
+        one attempt more) only if still in `source`.
 
         Returns the updated task, or None when the task is gone or no longer in `source` — the
         caller lost the race or is seeing a duplicate delivery, and must do nothing more.
@@ -566,6 +565,8 @@ class Database:
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)} in a transition")
         sets = ["state = $3", "updated_at = now()", f"{STATE_TIMESTAMP[target]} = now()"]
+        if count_attempt:
+            sets.append("attempts = attempts + 1")
         args: list[Any] = [task_id, source.value, target.value]
         for name, value in fields.items():
             args.append(value)

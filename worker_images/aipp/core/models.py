@@ -98,6 +98,7 @@ class Task:
     failed_at: datetime | None
     object_version: str | None = None
     retryable: bool = False
+    request_hash: str | None = None  # of the create request that carried an Idempotency-Key
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -125,4 +126,5 @@ class Task:
             failed_at=row["failed_at"],
             object_version=row.get("object_version"),
             retryable=bool(row.get("retryable") or False),
+            request_hash=row.get("request_hash"),
         )

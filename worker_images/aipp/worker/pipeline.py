@@ -14,6 +14,13 @@ A redelivered message finds the task where the last attempt left it and carries 
 `summarizing` seen by the STT handler means the LLM message may not have been sent, so it is sent
 again (the LLM handler ignores the extra one). The Redis lock keeps two deliveries of one message
 from working at once; the compare-and-set keeps any state change from happening twice.
+
+Each step takes its lock first and then touches the task once: the STT step starts with the
+compare-and-set itself (reading the task only when it is not `queued`), the LLM step reads it
+once. Per task that is four database statements, two S3 writes (and a read of the transcript
+when another process wrote it), one message sent, and five Redis commands (lock and unlock per
+step, the cached result); `make bench-pipeline` counts them and
+tests/runtime/worker/test_call_budget.py keeps them from growing.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,6 +48,9 @@ from aipp_contract.keys import result_key, task_prefixes, transcript_key
 
 log = logging.getLogger("aipp.worker.pipeline")
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
+# Where a task is once its STT message has nothing left to do (awaiting_upload: a stale message
+# after a compensation).
+STT_PAST = TERMINAL | {TaskState.SUMMARIZING, TaskState.AWAITING_UPLOAD}
 
 
 class Outcome(Enum):
@@ -75,6 +86,31 @@ def step(task_type: TaskType) -> Callable[[Step], Step]:
     return register
 
 
+class RecentTranscripts:
+    """The transcripts this process wrote lately, for its own LLM step of the same task: in
+    phase 1 one worker program runs both steps, and the summary then needs no S3 read of what
+    the process just wrote. An entry counts only for the attempt that wrote it (a requeued
+    task is transcribed again) and for its key; each is taken once; a miss reads S3."""
+
+    def __init__(self, max_entries: int = 64, max_chars: int = 256 * 1024) -> None:
+        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self._entries: OrderedDict[uuid.UUID, tuple[int, str | None, str]] = OrderedDict()
+
+    def put(self, task: Task, text: str) -> None:
+        if len(text) > self.max_chars:
+            return
+        self._entries[task.id] = (task.attempts, task.transcript_key, text)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def take(self, task: Task) -> str | None:
+        entry = self._entries.pop(task.id, None)
+        if entry is None or entry[:2] != (task.attempts, task.transcript_key):
+            return None
+        return entry[2]
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -86,6 +122,7 @@ class Pipeline:
     transcriber: Transcriber | None
     summarizer: Summarizer | None
     webhook: Webhook | None = None
+    transcripts: RecentTranscripts = field(default_factory=RecentTranscripts)
 
     async def handle(self, job: Job) -> Outcome:
         """Run the handler registered for the message's task type."""
@@ -181,32 +218,39 @@ class Pipeline:
             )
         )
 
-    @step(TaskType.STT)
-    async def transcribe(self, job: Job) -> Outcome:  # noqa: PLR0911 - one exit per state
+    async def _held_elsewhere(self, job: Job, past: frozenset[TaskState]) -> Outcome:
+        """Another job holds this step's lock. A message for a task already past the step (a
+        duplicate delivery) is done: the holder does what is left. Otherwise look again later.
+        (Only here, when the lock is taken, is the task read before the step's own work.)"""
         task = await self.db.get_task(job.message.task_id)
-        if task is None or task.state in TERMINAL or task.state is TaskState.AWAITING_UPLOAD:
-            return Outcome.DONE  # deleted, finished, or a stale message after a compensation
-        if task.state is TaskState.SUMMARIZING:
-            await self._send_llm(task)
-            return Outcome.DONE
+        return Outcome.DONE if task is None or task.state in past else Outcome.BUSY
+
+    @step(TaskType.STT)
+    async def transcribe(self, job: Job) -> Outcome:
         if not await self._locked(job, TaskType.STT):
-            return Outcome.BUSY
+            return await self._held_elsewhere(job, STT_PAST)
         try:
-            task = await self.db.get_task(task.id)
-            if task is None or task.state in TERMINAL:
-                return Outcome.DONE
-            if task.state is TaskState.QUEUED:
-                task, _ = await self._move(task, TaskState.TRANSCRIBING, attempts=task.attempts + 1)
-            if task is None or task.state in TERMINAL:
-                return Outcome.DONE
-            if task.state not in {TaskState.TRANSCRIBING, TaskState.SUMMARIZING}:
-                return Outcome.BUSY  # moved back meanwhile: look again later
+            task = await self._start_stt(job)
+            if task is None or task.state in TERMINAL or task.state is TaskState.AWAITING_UPLOAD:
+                return Outcome.DONE  # deleted, finished, or a stale message after a compensation
             if task.state is TaskState.SUMMARIZING:
-                await self._send_llm(task)
+                await self._send_llm(task)  # the previous attempt may not have sent it
                 return Outcome.DONE
+            if task.state is not TaskState.TRANSCRIBING:
+                return Outcome.BUSY  # moved back meanwhile: look again later
             return await self._run_stt(job, task)
         finally:
             await self._unlock(job, TaskType.STT)
+
+    async def _start_stt(self, job: Job) -> Task | None:
+        """`queued → transcribing` (one attempt more) in one compare-and-set, without reading
+        the task first; when the task is not `queued`, where it is instead (None: gone).
+        `transcribing` then means a previous attempt died mid-step: this one carries on."""
+        task_id = job.message.task_id
+        started = await self.db.transition(
+            task_id, TaskState.QUEUED, TaskState.TRANSCRIBING, count_attempt=True
+        )
+        return started if started is not None else await self.db.get_task(task_id)
 
     async def _run_stt(self, job: Job, task: Task) -> Outcome:
         storage = self.storage
@@ -243,7 +287,7 @@ class Pipeline:
                 **({"details": transcript.details} if transcript.details else {}),
             },
         )
-        moved, _ = await self._move(
+        moved, changed = await self._move(
             task,
             TaskState.SUMMARIZING,
             transcript_key=key,
@@ -254,33 +298,38 @@ class Pipeline:
             return Outcome.DONE
         if moved.state is not TaskState.SUMMARIZING:
             return Outcome.DONE  # failed meanwhile
+        if changed:
+            self.transcripts.put(moved, transcript.text)
         await self._send_llm(moved)
         return Outcome.DONE
 
     # --- LLM: steps 7-8 ---------------------------------------------------------------------
     @step(TaskType.LLM)
     async def summarize(self, job: Job) -> Outcome:
-        task = await self.db.get_task(job.message.task_id)
-        if task is None or task.state in TERMINAL:
-            return Outcome.DONE
-        if task.state is not TaskState.SUMMARIZING:
-            return Outcome.NOT_READY
         if not await self._locked(job, TaskType.LLM):
-            return Outcome.BUSY
+            return await self._held_elsewhere(job, TERMINAL)
         try:
-            task = await self.db.get_task(task.id)
-            if task is None or task.state is not TaskState.SUMMARIZING:
+            # One read, under the lock: the summarizer runs only for a task still waiting for
+            # its summary (a duplicate message of a finished task calls no provider).
+            task = await self.db.get_task(job.message.task_id)
+            if task is None or task.state in TERMINAL:
                 return Outcome.DONE
+            if task.state is not TaskState.SUMMARIZING:
+                return Outcome.NOT_READY
             return await self._run_llm(job, task)
         finally:
             await self._unlock(job, TaskType.LLM)
 
     async def _run_llm(self, job: Job, task: Task) -> Outcome:
         assert self.summarizer is not None
-        document = await self.storage.get_json(task.transcript_key) if task.transcript_key else None
-        if not isinstance(document, dict) or not isinstance(document.get("text"), str):
-            raise JobError("transcript_missing", "the transcript is gone", retryable=False)
-        text: str = document["text"]
+        text = self.transcripts.take(task)
+        if text is None:
+            document = (
+                await self.storage.get_json(task.transcript_key) if task.transcript_key else None
+            )
+            if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+                raise JobError("transcript_missing", "the transcript is gone", retryable=False)
+            text = document["text"]
         started = time.perf_counter()
         summary = await self.summarizer.summarize(text, task.language)
         job.provider_seconds += time.perf_counter() - started

@@ -18,8 +18,9 @@
 - DLQ: when the worker knows its dead-letter queue it marks the tasks it finds there `failed`
   (a worker killed on the final attempt leaves nobody else to do it) and keeps the messages.
 - Background loops (the upload-expiry sweep) run beside the receive loop until it stops.
+- Deletion of handled messages: in batches of up to ten (`DeleteBatcher`), off the job's path.
 - SIGTERM/SIGINT: stop receiving, let in-flight jobs finish within the grace period, then cancel
-  the rest and make their messages visible again at once (visibility 0).
+  the rest and make their messages visible again at once (visibility 0); send the deletes left.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pydantic import ValidationError
 
 from aipp.core.models import TaskState, TaskType
 from aipp.core.queue import TASK_TYPE_ATTRIBUTE, TaskMessage
+from aipp.worker.deletes import DeleteBatcher
 from aipp.worker.ecs import ScaleInProtection
 from aipp.worker.errors import (
     INTERNAL_ERROR,
@@ -113,6 +115,7 @@ class Worker:
         self.protection = protection or ScaleInProtection(None)
         self.health_checks = health_checks
         self.background = background
+        self.deletes = DeleteBatcher(sqs, queue_url)
         self._jobs: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -150,14 +153,6 @@ class Worker:
             )
         except Exception as exc:  # the message reappears on its own
             log.warning("visibility not changed", extra={"error": repr(exc)})
-
-    async def _delete(self, receipt: str) -> None:
-        try:
-            await asyncio.to_thread(
-                self.sqs.delete_message, QueueUrl=self.queue_url, ReceiptHandle=receipt
-            )
-        except Exception as exc:  # a redelivery finds the task done
-            log.warning("message not deleted", extra={"error": repr(exc)})
 
     # --- the loop -----------------------------------------------------------------------------
     def _touch(self) -> None:
@@ -240,6 +235,7 @@ class Worker:
             for message in messages:
                 self._start(message)
         await self._shutdown(pending_receive)
+        await self.deletes.close()
         for helper in helpers:
             helper.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
@@ -397,14 +393,14 @@ class Worker:
             result = await self._run_watched(job)
             outcome = result.value
             if result is Outcome.DONE:
-                await self._delete(receipt)
+                self.deletes.add(receipt)
             else:
                 await self._set_visibility(receipt, self.retry_delay(job.receive_count))
         except TaskDeleted:
             outcome = "deleted"
             log.info("task deleted while in flight", extra={"task_id": str(job.message.task_id)})
             await self.pipeline.discard(job)
-            await self._delete(receipt)
+            self.deletes.add(receipt)
         except asyncio.CancelledError:
             outcome = "released"
             await self._set_visibility(receipt, 0)
@@ -451,7 +447,7 @@ class Worker:
         try:
             if not retryable:
                 await self.pipeline.fail(task_id, code, reason)
-                await self._delete(receipt)
+                self.deletes.add(receipt)
                 return
             if final:
                 attempts = f"after {job.receive_count} attempts"

@@ -56,7 +56,7 @@ async def test_tasks_sent_twice_each_complete_exactly_once(
     assert {task_id for _, task_id in counted} == {str(i) for i in ids}
     await eventually("every webhook", lambda: _ready(len(webhooks.received) >= TASKS), 30)
     assert Counter(e["task"]["id"] for e in webhooks.events()) == {str(i): 1 for i in ids}
-    await eventually("the queue to drain", lambda: _ready(queues.counts(aws.endpoint) == 0), 30)
+    await eventually("the queue to drain", lambda: _ready(queues.counts(aws.endpoint) == 0), 120)
     assert queues.counts(aws.endpoint, queues.dlq_url) == 0
 
 

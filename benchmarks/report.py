@@ -1,0 +1,191 @@
+"""`make bench-report`: the README's performance tables, regenerated from benchmarks/results/.
+
+For each kind of result (`make_test-*`, `api_cpu-*`, `api_bench-*`, `pipeline_bench-*`) it takes
+the newest file labelled `before` and the newest labelled `after` (BENCH_LABEL when it was
+written; an unlabelled one counts as `after`), and rewrites the README between the markers
+`<!-- bench-report:begin -->` and `<!-- bench-report:end -->`. `--check` only says whether the
+README is current (exit 1 when not).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from support import RESULTS, ROOT
+
+README = ROOT / "README.md"
+BEGIN, END = "<!-- bench-report:begin -->", "<!-- bench-report:end -->"
+SERVICES = ("s3", "sqs", "db", "redis")
+
+
+def newest(kind: str, label: str) -> tuple[Path, dict[str, Any]] | None:
+    found = []
+    for path in sorted(RESULTS.glob(f"{kind}-*.json")):
+        document = json.loads(path.read_text())
+        if (document.get("label") or "after") == label:
+            found.append((path, document))
+    return found[-1] if found else None
+
+
+def conditions(path: Path, document: dict[str, Any]) -> str:
+    machine = document.get("machine", {})
+    load = machine.get("load_average_at_start")
+    busy = f", load average {load[0]:g} at start" if load else ""
+    return (
+        f"`{path.relative_to(ROOT)}`: {machine.get('cpus', '?')} cores"
+        f" ({machine.get('cpu_model', 'unknown CPU')}), Python {machine.get('python', '?')}{busy}"
+    )
+
+
+def suite_section() -> list[str]:
+    lines = ["`make time-test` (`make test` once: lint, then pytest; wall and CPU seconds):", ""]
+    lines += ["| | wall | CPU seconds | pytest | measured |", "|---|---|---|---|---|"]
+    for label in ("before", "after"):
+        found = newest("make_test", label)
+        if found is None:
+            continue
+        path, d = found
+        wall = d["wall_seconds"]
+        lines.append(
+            f"| {label} | {int(wall // 60)} min {wall % 60:.0f} s | {d['cpu_seconds']:.0f}"
+            f" | {d['pytest']} | {conditions(path, d)}; `{d['command']}` |"
+        )
+    return lines
+
+
+def api_section() -> list[str]:
+    lines = [
+        "`make bench-api` (the API as the image runs it, real PostgreSQL and Redis, moto for S3"
+        " and SQS, the load generator on the same cores; the anchor is pgbench's single-row"
+        " INSERT + COMMIT rate at 16 clients in the same run):",
+        "",
+        "| operation | clients | req/s before | req/s after | p99 ms before | p99 ms after"
+        " | API CPU ms/req before | API CPU ms/req after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    before, after = newest("api_bench", "before"), newest("api_bench", "after")
+    if after is None:
+        return []
+    rows_before = {
+        (r["operation"], r["concurrency"]): r for r in (before[1]["results"] if before else [])
+    }
+    for row in after[1]["results"]:
+        old = rows_before.get((row["operation"], row["concurrency"]), {})
+        lines.append(
+            f"| {row['operation']} | {row['concurrency']} | {old.get('throughput_rps', '')}"
+            f" | {row['throughput_rps']} | {old.get('p99_ms', '')} | {row['p99_ms']}"
+            f" | {old.get('api_cpu_ms_per_request', '')} | {row['api_cpu_ms_per_request']} |"
+        )
+    lines.append("")
+    for label, found in (("before", before), ("after", after)):
+        if found is None:
+            continue
+        path, d = found
+        shares = ", ".join(
+            f"{name} {facts['share_of_anchor']:.1%} (target {facts['share_target']:.0%}),"
+            f" p99 at 1 client {facts['p99_ms_1_client']} ms"
+            for name, facts in d["summary"].items()
+        )
+        workers = d["api_workers"]
+        processes = (
+            "one API process per core" if workers == "per core" else f"{workers} API process(es)"
+        )
+        lines.append(
+            f"- {label}: {processes}; anchor"
+            f" {d['anchor']['tps']:.0f} inserts/s; {shares}. {conditions(path, d)}."
+        )
+    return lines
+
+
+def api_cpu_section() -> list[str]:
+    before, after = newest("api_cpu", "before"), newest("api_cpu", "after")
+    if after is None:
+        return []
+    lines = [
+        "`make bench-api-cpu` (the app's own CPU time per request, in process, no server or"
+        " client; the least of several rounds, the figure a busy machine disturbs least):",
+        "",
+        "| operation | CPU ms/request before | after | change |",
+        "|---|---|---|---|",
+    ]
+    old = before[1]["cpu_ms_per_request"] if before else {}
+    for name, ms in after[1]["cpu_ms_per_request"].items():
+        change = f"{ms / old[name] - 1:+.0%}" if name in old else ""
+        lines.append(f"| {name} | {old.get(name, '')} | {ms} | {change} |")
+    lines.append("")
+    for label, found in (("before", before), ("after", after)):
+        if found is not None:
+            lines.append(f"- {label}: {conditions(*found)}.")
+    return lines
+
+
+def pipeline_section() -> list[str]:
+    before, after = newest("pipeline_bench", "before"), newest("pipeline_bench", "after")
+    if after is None:
+        return []
+    lines = [
+        "`make bench-pipeline` (worker processes with instant providers, real PostgreSQL and"
+        " Redis, moto for S3 and SQS, all on the same cores; overhead is a task's time in the"
+        " workers outside the providers; calls are counted in the workers, per completed task):",
+        "",
+        "| workers x jobs | | tasks/min | overhead mean / p95 ms | worker CPU ms/task | "
+        + " | ".join(f"{s} calls" for s in SERVICES)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(SERVICES),
+    ]
+    old_rows = {
+        (r["workers"], r["concurrency_per_worker"]): r
+        for r in (before[1]["results"] if before else [])
+    }
+    for row in after[1]["results"]:
+        key = (row["workers"], row["concurrency_per_worker"])
+        for label, r in (("before", old_rows.get(key)), ("after", row)):
+            if r is None:
+                continue
+            o = r["overhead_ms_per_task"]
+            calls = r["calls_per_task"]["services"]
+            lines.append(
+                f"| {key[0]} x {key[1]} | {label} | {r['tasks_per_minute']}"
+                f" | {o['mean']} / {o['p95']} | {r.get('worker_cpu_ms_per_task', '')} | "
+                + " | ".join(f"{calls.get(s, 0):g}" for s in SERVICES)
+                + " |"
+            )
+    lines.append("")
+    for label, found in (("before", before), ("after", after)):
+        if found is not None:
+            lines.append(f"- {label}: {conditions(*found)}.")
+    return lines
+
+
+def render() -> str:
+    parts = [BEGIN, "<!-- generated by `make bench-report` from benchmarks/results/ -->", ""]
+    for section in (suite_section(), api_cpu_section(), api_section(), pipeline_section()):
+        if section:
+            parts += [*section, ""]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"error: README.md has no {BEGIN} ... {END} section", file=sys.stderr)
+        return 2
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    updated = head + render() + tail
+    if "--check" in argv:
+        if updated != text:
+            print("README.md's performance tables are stale: run `make bench-report`")
+            return 1
+        return 0
+    README.write_text(updated)
+    print("README.md: performance tables regenerated from benchmarks/results/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
