@@ -20,7 +20,7 @@ compare-and-set itself (reading the task only when it is not `queued`), the LLM 
 once. Per task that is four database statements, two S3 writes (and a read of the transcript
 when another process wrote it), one message sent, and five Redis commands (lock and unlock per
 step, the cached result); `make bench-pipeline` counts them and
-tests/runtime/worker/test_call_budget.py keeps them from growing.
+tests/runtime/aipp/worker/test_call_budget.py keeps them from growing.
 """
 
 from __future__ import annotations
