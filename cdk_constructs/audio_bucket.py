@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token, region_info
 from aws_cdk import aws_iam as iam
@@ -46,6 +47,20 @@ def grant_objects(
         )
 
 
+def private_bucket(scope: Construct, construct_id: str, **props: Any) -> s3.Bucket:
+    """A bucket with the platform's defaults: S3-managed encryption, no public access, TLS
+    only, bucket-owner-enforced ownership (no ACLs); `props` add the rest."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        **props,
+    )
+
+
 class AudioBucket(Construct):
     """Exposes `bucket` (audio, transcripts, results), `bucket_name` and `log_bucket`."""
 
@@ -83,14 +98,10 @@ class AudioBucket(Construct):
 
     def _log_bucket(self, config: PhaseConfig, removal: RemovalPolicy) -> s3.Bucket:
         settings: BucketConfig = config.bucket
-        log_bucket = s3.Bucket(
+        log_bucket = private_bucket(
             self,
             "AccessLogs",
             bucket_name=bucket_name(config, "logs"),
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             removal_policy=removal,
             auto_delete_objects=False,
             lifecycle_rules=[
@@ -108,15 +119,11 @@ class AudioBucket(Construct):
         return log_bucket
 
     def _audio_bucket(self, settings: BucketConfig, removal: RemovalPolicy) -> s3.Bucket:
-        return s3.Bucket(
+        return private_bucket(
             self,
             "Audio",
             bucket_name=self.bucket_name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             event_bridge_enabled=True,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="audio/",
@@ -180,15 +187,11 @@ class ModelsBucket(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.bucket_name = bucket_name(config, "models")
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Models",
             bucket_name=self.bucket_name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
             versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=log_bucket,
             server_access_logs_prefix="models/",
             removal_policy=RemovalPolicy.RETAIN if config.is_prod else RemovalPolicy.DESTROY,

@@ -46,6 +46,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from cdk_constructs.audio_bucket import private_bucket
 from cdk_constructs.nag import acknowledge, nag_resource_id
 from cdk_constructs.removal import RetainExceptOnCreate
 from cdk_constructs.retention import retention
@@ -338,13 +339,9 @@ class DeliveryStack(Stack):
     def _artifact_bucket(self) -> s3.Bucket:
         """Source zips, assemblies and deploy outputs: encrypted with the pipeline's rotating
         key, access-logged, expired after 30 days (a run needs its artifacts for hours)."""
-        access_logs = s3.Bucket(
+        access_logs = private_bucket(
             self,
             "ArtifactAccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
         )
         acknowledge(
