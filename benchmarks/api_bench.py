@@ -6,7 +6,8 @@ BENCH_WORKERS) against real PostgreSQL and Redis, with S3 and SQS on moto's serv
 loopback; drives it at 1, 16 and 64 concurrent clients and reports per step:
 - throughput, p50 and p99 latency;
 - CPU seconds the API processes used per request (user + system, all worker processes), the
-  figure that noise from other work on the machine disturbs least;
+  figure that noise from other work on the machine disturbs least, beside those of the client
+  and of PostgreSQL, and how busy the machine's cores were;
 and, measured in the same run, the anchor: PostgreSQL's own single-row INSERT + COMMIT rate
 (pgbench, 16 clients, prepared statements, a row shaped like a task), with each API rate at 16
 clients as a share of it. Prints a table and writes JSON under benchmarks/results/. Not a test:
@@ -39,6 +40,8 @@ from support import (
     admin_sql,
     conditions,
     free_port,
+    machine_jiffies,
+    named_cpu_seconds,
     tree_cpu_seconds,
     wait_listening,
 )
@@ -141,13 +144,16 @@ async def measure(
         finally:
             conn.close()
 
-    server_cpu = tree_cpu_seconds(server_pid)
+    server_cpu, database_cpu = tree_cpu_seconds(server_pid), named_cpu_seconds("postgres")
+    busy, ticks = machine_jiffies()
     client_cpu = time.process_time()
     began = time.perf_counter()
     await asyncio.gather(*(one_client(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - began
     server_cpu = tree_cpu_seconds(server_pid) - server_cpu
+    database_cpu = named_cpu_seconds("postgres") - database_cpu
     client_cpu = time.process_time() - client_cpu
+    busy, ticks = (a - b for a, b in zip(machine_jiffies(), (busy, ticks), strict=True))
     ordered = sorted(latencies)
     count = len(ordered)
     return {
@@ -160,6 +166,8 @@ async def measure(
         "p99_ms": round(ordered[min(count - 1, int(count * 0.99))] * 1000, 2),
         "api_cpu_ms_per_request": round(server_cpu / count * 1000, 3),
         "client_cpu_ms_per_request": round(client_cpu / count * 1000, 3),
+        "database_cpu_ms_per_request": round(database_cpu / count * 1000, 3),
+        "machine_busy_percent": round(100 * busy / max(1, ticks), 1),
     }
 
 
@@ -199,6 +207,8 @@ async def bench(
                 f"  {name:<12} c={concurrency:<3} {row['throughput_rps']:>8} req/s"
                 f"  p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms"
                 f"  API CPU {row['api_cpu_ms_per_request']:>6} ms/req"
+                f"  database {row['database_cpu_ms_per_request']:>6} ms/req"
+                f"  machine busy {row['machine_busy_percent']:>5}%"
                 f"  ({row['requests']} requests, {row['errors']} errors)",
                 flush=True,
             )
@@ -385,13 +395,15 @@ def main() -> int:
 def report(rows: list[dict[str, Any]], anchor: float, summary: dict[str, Any]) -> None:
     header = (
         f"{'operation':<12} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'API CPU ms/req':>14} {'errors':>6}"
+        f" {'API CPU ms/req':>14} {'client':>6} {'database':>8} {'busy %':>6} {'errors':>6}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for row in rows:
         print(
             f"{row['operation']:<12} {row['concurrency']:>7} {row['throughput_rps']:>9}"
             f" {row['p50_ms']:>8} {row['p99_ms']:>8} {row['api_cpu_ms_per_request']:>14}"
+            f" {row['client_cpu_ms_per_request']:>6} {row['database_cpu_ms_per_request']:>8}"
+            f" {row['machine_busy_percent']:>6}"
             f" {row['errors']:>6}"
         )
     print(f"\nanchor: pgbench single-row INSERT + COMMIT, {ANCHOR_CLIENTS} clients: {anchor:.0f}/s")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support import RESULTS, ROOT
+from support import RESULTS, ROOT, minutes_and_seconds
 
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench-report:begin -->", "<!-- bench-report:end -->"
@@ -50,7 +50,7 @@ def suite_section() -> list[str]:
         path, d = found
         wall = d["wall_seconds"]
         lines.append(
-            f"| {label} | {int(wall // 60)} min {wall % 60:.0f} s | {d['cpu_seconds']:.0f}"
+            f"| {label} | {minutes_and_seconds(wall)} | {d['cpu_seconds']:.0f}"
             f" | {d['pytest']} | {conditions(path, d)}; `{d['command']}` |"
         )
     return lines

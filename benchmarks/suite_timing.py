@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from support import RESULTS, ROOT, conditions
+from support import RESULTS, ROOT, conditions, minutes_and_seconds
 
 SUMMARY = re.compile(r"^=+ (.*(passed|failed).*) in [0-9.]+s.*=+$")
 
@@ -55,7 +55,7 @@ def main() -> int:
     }
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(
-        f"\nmake test: {wall / 60:.0f} min {wall % 60:.0f} s wall, {cpu:.0f} CPU seconds,"
+        f"\nmake test: {minutes_and_seconds(wall)} wall, {cpu:.0f} CPU seconds,"
         f" exit {code} ({summary}); wrote {out.relative_to(ROOT)}"
     )
     return code

@@ -19,6 +19,12 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def minutes_and_seconds(seconds: float) -> str:
+    """`358.3` -> `5 min 58 s` (rounded to the second first, so never `60 s`)."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,30 +51,49 @@ async def admin_sql(sql: str) -> None:
         await conn.close()
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, user + system CPU seconds) of one process, None once it is gone."""
+def _stat(pid: int) -> tuple[int, float, str] | None:
+    """(parent pid, user + system CPU seconds, name) of one process, None once it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, name
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds (user + system) used so far by `root` and every live descendant of it."""
+def _all_stats() -> dict[int, tuple[int, float, str]]:
     stats = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat is not None:
                 stats[int(entry.name)] = stat
+    return stats
+
+
+def named_cpu_seconds(name: str) -> float:
+    """CPU seconds used so far by the live processes called `name` (`postgres`: the server and
+    its backends; a backend that exits between two readings takes its share with it)."""
+    return sum(cpu for _, cpu, comm in _all_stats().values() if comm == name)
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every live descendant of it."""
+    stats = _all_stats()
     total, frontier = 0.0, [root]
     while frontier:
         pid = frontier.pop()
         if pid in stats:
             total += stats[pid][1]
-            frontier.extend(child for child, (parent, _) in stats.items() if parent == pid)
+            frontier.extend(child for child, (parent, _, _) in stats.items() if parent == pid)
     return total
 
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Scope
 
+from aipp.api.deps import SECURITY_SCHEMES
 from aipp.api.errors import install_error_handlers
 from aipp.api.metrics import Metrics
 from aipp.api.middleware import LimitsAndMetrics
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _document_request_bodies(app: FastAPI, settings: Settings) -> None:
-    """POST /v1/tasks reads its body by content type, so its JSON schema is added by hand."""
+    """POST /v1/tasks reads its body by content type, so its JSON schema is added by hand; so
+    are the ways of sending the API key (the /v1 routes check it themselves: `authenticate`)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -95,6 +97,7 @@ def _document_request_bodies(app: FastAPI, settings: Settings) -> None:
             defs["properties"]["size_bytes"]["maximum"] = settings.max_upload_bytes
             schema.setdefault("components", {}).setdefault("schemas", {})
             schema["components"]["schemas"]["CreateTaskRequest"] = defs
+            schema["components"]["securitySchemes"] = SECURITY_SCHEMES
             body = schema["paths"]["/v1/tasks"]["post"]["requestBody"]["content"]
             multipart = body["multipart/form-data"]["schema"]["properties"]["file"]
             multipart["maxLength"] = settings.max_multipart_bytes

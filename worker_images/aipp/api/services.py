@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import redis.exceptions
 
 from aipp.api.metrics import Metrics
-from aipp.core.cache import Cache, LocalRateLimiter, RateDecision, create_redis
+from aipp.core.cache import Cache, LocalRateLimiter, RateDecision, TokenLeases, create_redis
 from aipp.core.config import Settings
 from aipp.core.db import Credentials, Database, Principal, Quota, create_pool, hash_api_key
 from aipp.core.queue import Queue
@@ -36,6 +36,10 @@ class Services:
     _local_limiter: LocalRateLimiter = field(default_factory=LocalRateLimiter)
     _failure_limiter: LocalRateLimiter = field(default_factory=LocalRateLimiter)
     _redis_down_until: float = 0.0
+    _leases: TokenLeases = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._leases = TokenLeases(self.cache)
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -99,15 +103,14 @@ class Services:
         return limiter(f"auth-failure:{client}", per_minute=per_minute, burst=per_minute)
 
     async def take_token(self, principal: Principal) -> RateDecision:
-        """The per-key token bucket in Redis; while Redis is unreachable, an in-process bucket
-        (counted in `aipp_rate_limit_fallback_total`) instead of refusing every request."""
+        """The per-key token bucket in Redis, leased a few tokens at a time (`TokenLeases`);
+        while Redis is unreachable, an in-process bucket (counted in
+        `aipp_rate_limit_fallback_total`) instead of refusing every request."""
         per_minute = self.settings.rate_limit_per_minute
         burst = self.settings.rate_limit_burst
         if time.monotonic() >= self._redis_down_until:
             try:
-                return await self.cache.take_token(
-                    principal.key_id, per_minute=per_minute, burst=burst
-                )
+                return await self._leases.take(principal.key_id, per_minute=per_minute, burst=burst)
             except REDIS_ERRORS as exc:
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
                 log.warning(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from aipp.api.__main__ import available_cores, worker_count
+from aipp.api.server import available_cores, worker_count
 
 ROOT = Path(__file__).resolve().parents[4]
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from aipp.api.creation import create_from_json, create_from_multipart
-from aipp.api.deps import PrincipalDep, ServicesDep
+from aipp.api.deps import KEY_REQUIRED, authenticate
 from aipp.api.errors import ApiError
 from aipp.api.responses import AUTHENTICATED, errors, model_response
 from aipp.api.schemas import (
@@ -90,12 +90,11 @@ _REQUEST_BODY = {
     status_code=201,
     response_model=TaskCreated,
     responses=CREATE_ERRORS,
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra={**_REQUEST_BODY, **KEY_REQUIRED},
     summary="Create a task: JSON for a presigned upload URL, or multipart with the file",
 )
-async def create_task(
-    request: Request, principal: PrincipalDep, services: ServicesDep, idem: IdempotencyKey = None
-) -> Response:
+async def create_task(request: Request, idem: IdempotencyKey = None) -> Response:
+    principal, services = await authenticate(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "application/json":
         return await create_from_json(request, services, principal, idem)
@@ -128,11 +127,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 @router.get(
-    "", response_model=TaskPage, responses=LIST_ERRORS, summary="List your tasks, newest first"
+    "",
+    response_model=TaskPage,
+    responses=LIST_ERRORS,
+    openapi_extra=KEY_REQUIRED,
+    summary="List your tasks, newest first",
 )
 async def list_tasks(
-    principal: PrincipalDep,
-    services: ServicesDep,
+    request: Request,
     state: Annotated[TaskState | None, Query(description="only tasks in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[
@@ -144,6 +146,7 @@ async def list_tasks(
         ),
     ] = None,
 ) -> TaskPage:
+    principal, services = await authenticate(request)
     after = _decode_cursor(cursor) if cursor else None
     tasks = await services.db.list_tasks(
         principal.tenant_id, state=state, limit=limit + 1, after=after
@@ -163,8 +166,15 @@ async def _owned(services: Services, principal: Principal, task_id: uuid.UUID) -
     return task
 
 
-@router.get("/{task_id}", response_model=TaskView, responses=ONE_ERRORS, summary="One task")
-async def get_task(task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep) -> Response:
+@router.get(
+    "/{task_id}",
+    response_model=TaskView,
+    responses=ONE_ERRORS,
+    openapi_extra=KEY_REQUIRED,
+    summary="One task",
+)
+async def get_task(task_id: uuid.UUID, request: Request) -> Response:
+    principal, services = await authenticate(request)
     return model_response(TaskView.of(await _owned(services, principal, task_id)))
 
 
@@ -172,11 +182,11 @@ async def get_task(task_id: uuid.UUID, principal: PrincipalDep, services: Servic
     "/{task_id}/result",
     response_model=TaskResult,
     responses=RESULT_ERRORS,
+    openapi_extra=KEY_REQUIRED,
     summary="Transcript and summary of a completed task (409 until then)",
 )
-async def get_result(
-    task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep
-) -> dict[str, Any]:
+async def get_result(task_id: uuid.UUID, request: Request) -> dict[str, Any]:
+    principal, services = await authenticate(request)
     # The row first: a deleted task's result must not be served from the cache.
     task = await _owned(services, principal, task_id)
     if task.state is not TaskState.COMPLETED:
@@ -190,11 +200,11 @@ async def get_result(
     status_code=204,
     response_class=Response,
     responses=ONE_ERRORS,
+    openapi_extra=KEY_REQUIRED,
     summary="Delete a task with its audio, transcript and result",
 )
-async def delete_task(
-    task_id: uuid.UUID, principal: PrincipalDep, services: ServicesDep
-) -> Response:
+async def delete_task(task_id: uuid.UUID, request: Request) -> Response:
+    principal, services = await authenticate(request)
     task = await _owned(services, principal, task_id)
     prefixes = task_prefixes(task.tenant_id, task.id)
     # Objects first (S3 down: 503 and nothing is lost, the client retries), then the row: from
