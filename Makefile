@@ -88,10 +88,12 @@ services: ## make sure PostgreSQL and Redis are listening (starts them when they
 browser: ## make sure headless Chromium and its driver are installed (the planner page test)
 	@bash tools/ensure_chromium.sh
 
-# pytest-xdist: one test process per core; each module's tests stay in one process (its module
-# fixtures, e.g. a migrated database, are built once), and each cloud assembly is synthesized once
-# per run whichever process needs it first (tests/infra/conftest.py). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= auto
+# pytest-xdist: two test processes per core (many runtime tests spend their time waiting on
+# worker processes, timeouts and queues, so a second process per core keeps the cores busy); each
+# module's tests stay in one process (its module fixtures, e.g. a migrated database, are built
+# once), and each cloud assembly is synthesized once per run whichever process needs it first
+# (tests/infra/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 .PHONY: test
 test: install services browser ## the whole suite: lint, infrastructure, runtime and planner tests
