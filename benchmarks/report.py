@@ -1,15 +1,18 @@
 """`make bench-report`: the README's performance tables, regenerated from benchmarks/results/.
 
 For each kind of result (`make_test-*`, `api_cpu-*`, `api_bench-*`, `pipeline_bench-*`) it takes
-the newest file labelled `before` and the newest labelled `after` (BENCH_LABEL when it was
-written; an unlabelled one counts as `after`), and rewrites the README between the markers
-`<!-- bench-report:begin -->` and `<!-- bench-report:end -->`. `--check` only says whether the
-README is current (exit 1 when not).
+every file labelled `before` and every file labelled `after` (BENCH_LABEL when it was written;
+an unlabelled one counts as `after`), reports the median of each figure over the runs of a
+label (the benchmarks share the machine with whatever else runs on it: one run can be off by a
+quarter), and rewrites the README between the markers `<!-- bench-report:begin -->` and
+`<!-- bench-report:end -->`. `--check` only says whether the README is current (exit 1 when
+not).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,30 +24,54 @@ BEGIN, END = "<!-- bench-report:begin -->", "<!-- bench-report:end -->"
 SERVICES = ("s3", "sqs", "db", "redis")
 
 
-def newest(kind: str, label: str) -> tuple[Path, dict[str, Any]] | None:
+def median(values: list[Any]) -> Any:
+    """The median of each number across runs (dicts by key, lists by position); anything else,
+    and any flag, as the newest run has it."""
+    newest = values[-1]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return round(statistics.median(values), 3)
+    if all(isinstance(v, dict) for v in values):
+        return {k: median([v[k] for v in values if k in v]) for k in newest}
+    if all(isinstance(v, list) and len(v) == len(newest) for v in values):
+        return [median([v[i] for v in values]) for i in range(len(newest))]
+    return newest
+
+
+def summarized(kind: str, label: str) -> tuple[list[Path], dict[str, Any]] | None:
+    """The runs of `kind` labelled `label` and the median of their figures."""
     found = []
     for path in sorted(RESULTS.glob(f"{kind}-*.json")):
         document = json.loads(path.read_text())
         if (document.get("label") or "after") == label:
             found.append((path, document))
-    return found[-1] if found else None
+    if not found:
+        return None
+    return [path for path, _ in found], median([document for _, document in found])
 
 
-def conditions(path: Path, document: dict[str, Any]) -> str:
+def conditions(paths: list[Path], document: dict[str, Any]) -> str:
     machine = document.get("machine", {})
     load = machine.get("load_average_at_start")
     busy = f", load average {load[0]:g} at start" if load else ""
+    runs = (
+        f"`{paths[0].relative_to(ROOT)}`"
+        if len(paths) == 1
+        else f"median of {len(paths)} runs (`{paths[0].relative_to(ROOT)}` and"
+        f" {len(paths) - 1} more)"
+    )
     return (
-        f"`{path.relative_to(ROOT)}`: {machine.get('cpus', '?')} cores"
+        f"{runs}: {machine.get('cpus', '?')} cores"
         f" ({machine.get('cpu_model', 'unknown CPU')}), Python {machine.get('python', '?')}{busy}"
     )
 
 
 def suite_section() -> list[str]:
-    lines = ["`make time-test` (`make test` once: lint, then pytest; wall and CPU seconds):", ""]
+    if summarized("make_test", "after") is None:
+        return []
+    lines = ["`make time-test` (`make test`: lint, then pytest; wall and CPU seconds):", ""]
     lines += ["| | wall | CPU seconds | pytest | measured |", "|---|---|---|---|---|"]
     for label in ("before", "after"):
-        found = newest("make_test", label)
+        found = summarized("make_test", label)
         if found is None:
             continue
         path, d = found
@@ -63,10 +90,11 @@ def api_section() -> list[str]:
         " INSERT + COMMIT rate at 16 clients in the same run):",
         "",
         "| operation | clients | req/s before | req/s after | p99 ms before | p99 ms after"
-        " | API CPU ms/req before | API CPU ms/req after |",
-        "|---|---|---|---|---|---|---|---|",
+        " | API CPU ms/req before | API CPU ms/req after | PostgreSQL / client CPU ms/req after"
+        " | cores busy after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    before, after = newest("api_bench", "before"), newest("api_bench", "after")
+    before, after = summarized("api_bench", "before"), summarized("api_bench", "after")
     if after is None:
         return []
     rows_before = {
@@ -77,7 +105,10 @@ def api_section() -> list[str]:
         lines.append(
             f"| {row['operation']} | {row['concurrency']} | {old.get('throughput_rps', '')}"
             f" | {row['throughput_rps']} | {old.get('p99_ms', '')} | {row['p99_ms']}"
-            f" | {old.get('api_cpu_ms_per_request', '')} | {row['api_cpu_ms_per_request']} |"
+            f" | {old.get('api_cpu_ms_per_request', '')} | {row['api_cpu_ms_per_request']}"
+            f" | {row.get('database_cpu_ms_per_request', '')}"
+            f" / {row.get('client_cpu_ms_per_request', '')}"
+            f" | {row.get('machine_busy_percent', '')}% |"
         )
     lines.append("")
     for label, found in (("before", before), ("after", after)):
@@ -95,13 +126,13 @@ def api_section() -> list[str]:
         )
         lines.append(
             f"- {label}: {processes}; anchor"
-            f" {d['anchor']['tps']:.0f} inserts/s; {shares}. {conditions(path, d)}."
+            f" {d['anchor']['tps']:.0f} inserts/s; {shares}; {conditions(path, d)}."
         )
     return lines
 
 
 def api_cpu_section() -> list[str]:
-    before, after = newest("api_cpu", "before"), newest("api_cpu", "after")
+    before, after = summarized("api_cpu", "before"), summarized("api_cpu", "after")
     if after is None:
         return []
     lines = [
@@ -123,7 +154,7 @@ def api_cpu_section() -> list[str]:
 
 
 def pipeline_section() -> list[str]:
-    before, after = newest("pipeline_bench", "before"), newest("pipeline_bench", "after")
+    before, after = summarized("pipeline_bench", "before"), summarized("pipeline_bench", "after")
     if after is None:
         return []
     lines = [

@@ -28,7 +28,8 @@ def form_fields(content_type: str, body: bytes) -> dict[str, bytes]:
 
 
 class ModelServer:
-    """Answers like vLLM; `refuse_for`/`fail_for` seconds of outage from `start()`."""
+    """Answers like vLLM; `fail_for` seconds of outage from `start()`, or from the first request
+    (`from_first_request`: an outage a slow test machine cannot let pass before the worker asks)."""
 
     def __init__(self, *, stt_model: str, llm_model: str) -> None:
         with socket.socket() as s:
@@ -38,15 +39,19 @@ class ModelServer:
         self.stt_model = stt_model
         self.llm_model = llm_model
         self.fail_status = 503
-        self.fail_until = 0.0
+        self.fail_until: float | None = 0.0
+        self.fail_for = 0.0
         self.requests: list[tuple[str, int]] = []
         self.audio_digests: list[str] = []
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
 
-    def start(self, *, fail_for: float = 0.0, status: int = 503) -> None:
+    def start(
+        self, *, fail_for: float = 0.0, status: int = 503, from_first_request: bool = False
+    ) -> None:
         self.fail_status = status
-        self.fail_until = time.monotonic() + fail_for
+        self.fail_for = fail_for
+        self.fail_until = None if from_first_request else time.monotonic() + fail_for
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +78,9 @@ class ModelServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def answer(self, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if self.fail_until is None:
+                self.fail_until = time.monotonic() + self.fail_for
         if time.monotonic() < self.fail_until:
             return self.fail_status, {
                 "error": {"message": "model is loading", "code": self.fail_status}

@@ -172,12 +172,12 @@ async def test_provider_throttling_longer_than_the_receive_budget_is_waited_out(
     procs: Procs,
     servers: tuple[ModelServer, ModelServer],
 ) -> None:
-    """The chat server answers 429 for 10 s, with a receive budget of one delivery (a few
-    seconds of the client's own retries): the worker holds the message and waits it out, and
-    the task completes once."""
+    """The chat server answers 429 for 10 s from the first request, with a receive budget of one
+    delivery (a few seconds of the client's own retries): the worker holds the message and waits
+    it out, and the task completes once."""
     stt, llm = servers
     stt.start()
-    llm.start(fail_for=10, status=429)
+    llm.start(fail_for=10, status=429, from_first_request=True)
     queues = make_queues(aws)
     (task_id,) = await queued_tasks(db, 1)
     task = await db.get_task(task_id)
