@@ -29,7 +29,9 @@ def median(values: list[Any]) -> Any:
     and any flag, as the newest run has it."""
     newest = values[-1]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return round(statistics.median(values), 3)
+        middle = statistics.median(values)
+        whole = all(isinstance(v, int) for v in values) and middle == int(middle)
+        return int(middle) if whole else round(middle, 3)
     if all(isinstance(v, dict) for v in values):
         return {k: median([v[k] for v in values if k in v]) for k in newest}
     if all(isinstance(v, list) and len(v) == len(newest) for v in values):
