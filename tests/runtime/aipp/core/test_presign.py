@@ -17,11 +17,11 @@ FROZEN = datetime.datetime(2026, 11, 28, 8, 0, 0)
 KEYS = ["uploads/t1/k1/audio.mp3", "uploads/t1/k2/a b+c~d(1).wav", "uploads/t1/k3/é.flac"]
 
 
-def _client(endpoint: str | None, token: str | None = None) -> Any:
+def _client(endpoint: str | None, token: str | None = None, region: str = "eu-west-1") -> Any:
     style = {"addressing_style": "path"} if endpoint else {}
     return boto3.session.Session().client(
         "s3",
-        region_name="eu-west-1",
+        region_name=region,
         endpoint_url=endpoint,
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
@@ -103,3 +103,23 @@ def test_the_signing_key_follows_the_day() -> None:
             HttpMethod="PUT",
         )
     assert ours == theirs
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "eu-central-1"])
+def test_every_region_signs_as_botocore_does(region: str) -> None:
+    client = _client(None, region=region)
+    presign = PutPresigner(client, "aipp-prod-audio", clock=lambda: FROZEN)
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=FROZEN):
+        theirs = client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": "aipp-prod-audio",
+                "Key": KEYS[1],
+                "ContentType": "audio/wav",
+                "ContentLength": 5,
+            },
+            ExpiresIn=900,
+            HttpMethod="PUT",
+        )
+    assert presign(KEYS[1], "audio/wav", 5, 900) == theirs
+    assert f"%2F{region}%2Fs3%2Faws4_request" in theirs
