@@ -1,6 +1,7 @@
-"""`python -m aipp.api` with several worker processes: new connections are spread across them
-(each listens on its own SO_REUSEPORT socket), a worker that dies is replaced, SIGTERM stops
-them all gracefully, and a bad setting or a taken port stops the server at once."""
+"""`python -m aipp.api` (the image's command): one worker process per core it may use; with
+several, new connections are spread across them (each listens on its own SO_REUSEPORT socket),
+a worker that dies is replaced, SIGTERM stops them all gracefully, and a bad setting or a taken
+port stops the server at once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aipp.api.server import available_cores, worker_count
 from aipp.core.config import Settings
 
 from ...conftest import AwsNames, free_port, wait_listening
@@ -40,6 +42,18 @@ def server_env(settings: Settings, aws: AwsNames, port: int, **extra: str) -> di
         "WEB_CONCURRENCY": "2",
         **extra,
     }
+
+
+def run_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m aipp.api` run to its end (one that should not start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "aipp.api"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def workers_of(pid: int) -> set[int]:
@@ -147,15 +161,7 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(
 def test_a_bad_setting_stops_the_server_before_any_worker_starts(
     settings: Settings, aws: AwsNames
 ) -> None:
-    env = server_env(settings, aws, free_port(), AIPP_AUDIO_BUCKET="x")
-    result = subprocess.run(
-        [sys.executable, "-m", "aipp.api"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_server(server_env(settings, aws, free_port(), AIPP_AUDIO_BUCKET="x"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "invalid configuration from the environment:",
@@ -168,14 +174,41 @@ def test_a_port_in_use_stops_the_server_with_one_line(settings: Settings, aws: A
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "aipp.api"],
-            env=server_env(settings, aws, port),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_server(server_env(settings, aws, port))
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def cpu_max(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cpu.max"
+    path.write_text(text)
+    return path
+
+
+def test_a_cpu_quota_caps_the_process_count_rounded_up(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert available_cores(cpu_max(tmp_path, "150000 100000\n")) == min(cores, 2)
+    assert available_cores(cpu_max(tmp_path, "50000 100000\n")) == 1
+
+
+def test_without_a_quota_every_core_of_the_process_counts(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert available_cores(cpu_max(tmp_path, "max 100000\n")) == cores
+    assert available_cores(tmp_path / "absent") == cores
+
+
+def test_web_concurrency_sets_the_count() -> None:
+    assert worker_count({"WEB_CONCURRENCY": "3"}) == 3
+    assert worker_count({}) == available_cores()
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1"])
+def test_a_bad_web_concurrency_exits_2_with_one_line(bad: str) -> None:
+    result = run_server(
+        {**os.environ, "PYTHONPATH": str(ROOT / "worker_images"), "WEB_CONCURRENCY": bad}
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: WEB_CONCURRENCY must be a whole number of processes >= 1, not {bad!r}"
+    )

@@ -30,6 +30,25 @@ def _client(endpoint: str | None, token: str | None = None, region: str = "eu-we
     )
 
 
+def botocore_url(
+    client: Any, key: str, content_type: str, size: int, expires: int, *, at: datetime.datetime
+) -> str:
+    """The URL botocore's own presigning makes for this upload, signed at `at`."""
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
+        url: str = client.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": "aipp-prod-audio",
+                "Key": key,
+                "ContentType": content_type,
+                "ContentLength": size,
+            },
+            ExpiresIn=expires,
+            HttpMethod="PUT",
+        )
+    return url
+
+
 @pytest.mark.parametrize(
     ("endpoint", "token"),
     [(None, None), (None, "FwoGZXIvYXdzE+/session=="), ("http://127.0.0.1:5000", None)],
@@ -41,19 +60,8 @@ def test_url_is_the_one_botocore_would_sign(
 ) -> None:
     client = _client(endpoint, token)
     presign = PutPresigner(client, "aipp-prod-audio", clock=lambda: FROZEN)
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=FROZEN):
-        ours = presign(key, "audio/mpeg", 1234, 900)
-        theirs = client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": "aipp-prod-audio",
-                "Key": key,
-                "ContentType": "audio/mpeg",
-                "ContentLength": 1234,
-            },
-            ExpiresIn=900,
-            HttpMethod="PUT",
-        )
+    ours = presign(key, "audio/mpeg", 1234, 900)
+    theirs = botocore_url(client, key, "audio/mpeg", 1234, 900, at=FROZEN)
     assert ours == theirs
     assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost" in ours
 
@@ -67,19 +75,7 @@ def test_signs_with_the_credentials_of_the_moment() -> None:
     credentials.secret_key = "rotated"
     after = presign(KEYS[0], "audio/mpeg", 1, 60)
     assert before.split("X-Amz-Signature=")[1] != after.split("X-Amz-Signature=")[1]
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=FROZEN):
-        theirs = client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": "aipp-prod-audio",
-                "Key": KEYS[0],
-                "ContentType": "audio/mpeg",
-                "ContentLength": 1,
-            },
-            ExpiresIn=60,
-            HttpMethod="PUT",
-        )
-    assert after == theirs
+    assert after == botocore_url(client, KEYS[0], "audio/mpeg", 1, 60, at=FROZEN)
 
 
 def test_the_signing_key_follows_the_day() -> None:
@@ -90,36 +86,13 @@ def test_the_signing_key_follows_the_day() -> None:
     presign(KEYS[0], "audio/mpeg", 1, 60)
     ours = presign(KEYS[0], "audio/mpeg", 1, 60)
     tomorrow = FROZEN + datetime.timedelta(days=1)
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=tomorrow):
-        theirs = client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": "aipp-prod-audio",
-                "Key": KEYS[0],
-                "ContentType": "audio/mpeg",
-                "ContentLength": 1,
-            },
-            ExpiresIn=60,
-            HttpMethod="PUT",
-        )
-    assert ours == theirs
+    assert ours == botocore_url(client, KEYS[0], "audio/mpeg", 1, 60, at=tomorrow)
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2", "eu-central-1"])
 def test_every_region_signs_as_botocore_does(region: str) -> None:
     client = _client(None, region=region)
     presign = PutPresigner(client, "aipp-prod-audio", clock=lambda: FROZEN)
-    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=FROZEN):
-        theirs = client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": "aipp-prod-audio",
-                "Key": KEYS[1],
-                "ContentType": "audio/wav",
-                "ContentLength": 5,
-            },
-            ExpiresIn=900,
-            HttpMethod="PUT",
-        )
+    theirs = botocore_url(client, KEYS[1], "audio/wav", 5, 900, at=FROZEN)
     assert presign(KEYS[1], "audio/wav", 5, 900) == theirs
     assert f"%2F{region}%2Fs3%2Faws4_request" in theirs
