@@ -159,50 +159,56 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route that matched the path; a path
+        # served by several routes (GET and DELETE /v1/tasks/{id}) supports them all.
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{request.method} is not supported here; allowed: {', '.join(allowed)}"
+    return error_response(exc.status_code, code, message, headers)
+
+
+def answer(request: Request, exc: Exception) -> JSONResponse:
+    """The JSON answer to an exception a route raised: its own status for an `ApiError` or an
+    HTTP exception, 503 when a dependency is down, else 500 (logged with its traceback: a bug).
+    The application's exception handlers and the hot routes (`aipp.api.hot`) both answer so."""
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, StarletteHTTPException):
+        return _http_error(request, exc)
+    dependency = dependency_of(exc)
+    if dependency is None:
+        log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+        return error_response(500, "internal_error", "an unexpected error occurred")
+    log.warning(
+        "dependency unavailable",
+        extra={"dependency": dependency, "path": request.url.path, "err": repr(exc)},
+    )
+    return error_response(
+        503,
+        "dependency_unavailable",
+        f"{dependency} is unavailable; see /readyz",
+        {"Retry-After": "5"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def _answer(request: Request, exc: Exception) -> JSONResponse:
+        return answer(request, exc)
+
+    app.add_exception_handler(ApiError, _answer)
+    app.add_exception_handler(StarletteHTTPException, _answer)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = validation_error(list(exc.errors()))
         return error_response(err.status, err.code, err.message)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # Starlette names only the methods of the first route that matched the path; a
-            # path served by several routes (GET and DELETE /v1/tasks/{id}) supports them all.
-            allowed = allowed_methods(request)
-            headers["Allow"] = ", ".join(allowed)
-            message = f"{request.method} is not supported here; allowed: {', '.join(allowed)}"
-        return error_response(exc.status_code, code, message, headers)
-
-    async def _dependency(request: Request, exc: Exception) -> JSONResponse:
-        dependency = dependency_of(exc)
-        if dependency is None:
-            log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
-            return error_response(500, "internal_error", "an unexpected error occurred")
-        log.warning(
-            "dependency unavailable",
-            extra={"dependency": dependency, "path": request.url.path, "err": repr(exc)},
-        )
-        return error_response(
-            503,
-            "dependency_unavailable",
-            f"{dependency} is unavailable; see /readyz",
-            {"Retry-After": "5"},
-        )
-
     # Registered per class, so they are answered in place (a bare `Exception` handler would
     # answer too, but the server then logs the exception a second time as unhandled).
-    for exc_class in DEPENDENCY_ERRORS:
-        app.add_exception_handler(exc_class, _dependency)
-
-    @app.exception_handler(Exception)
-    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        return await _dependency(request, exc)
+    for exc_class in (*DEPENDENCY_ERRORS, Exception):
+        app.add_exception_handler(exc_class, _answer)

@@ -13,6 +13,7 @@ from starlette.types import Scope
 
 from aipp.api.deps import SECURITY_SCHEMES
 from aipp.api.errors import install_error_handlers
+from aipp.api.hot import HotRoutes
 from aipp.api.metrics import Metrics
 from aipp.api.middleware import LimitsAndMetrics
 from aipp.api.routes import health, tasks
@@ -59,12 +60,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Upload audio, get a transcript and an LLM summary, asynchronously.",
         lifespan=lifespan,
+        # The API's metrics are Prometheus (`/metrics`) and its logs JSON lines; FastAPI's own
+        # OpenTelemetry instrumentation would only look for a configured provider per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    # Added first, so it runs inside LimitsAndMetrics (Starlette nests the last added outermost).
+    app.add_middleware(HotRoutes, routes=app.router.routes)
     app.add_middleware(
         LimitsAndMetrics,
         metrics=metrics,
