@@ -1,13 +1,18 @@
 """API key lifecycle (list, revoke: refused within seconds), per-tenant quotas (429 with
-Retry-After, never exceeded by concurrent creates) and 405 answers naming every method."""
+Retry-After, never exceeded by concurrent creates, nothing written by a refusal or a replay) and
+405 answers naming every method."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
+import asyncpg
 import httpx
-from aipp.core.db import Database
+import pytest
+from aipp.core.db import Database, NewTask, Quota, QuotaExceeded
+from aipp.core.models import TaskState
 
 from ...conftest import (
     ON_SESSION_LOOP,
@@ -109,6 +114,147 @@ async def test_tasks_per_day_quota_and_a_tenant_override(
         assert (await client.post("/v1/tasks", json=UPLOAD, headers=auth)).status_code == 201
         assert (await client.post("/v1/tasks", json=UPLOAD, headers=auth)).status_code == 201
         assert (await client.post("/v1/tasks", json=UPLOAD, headers=auth)).status_code == 429
+
+
+def _new(tenant_id: uuid.UUID, key: str | None = None) -> NewTask:
+    task_id = uuid.uuid4()
+    return NewTask(
+        id=task_id,
+        tenant_id=tenant_id,
+        state=TaskState.AWAITING_UPLOAD,
+        filename="a.wav",
+        object_key=f"quota/{task_id}",
+        content_type="audio/wav",
+        size_bytes=10,
+        language=None,
+        idempotency_key=key,
+    )
+
+
+async def _create(db: Database, tenant_id: uuid.UUID, quota: Quota) -> str:
+    """'created', or the quota that refused the create."""
+    try:
+        _, created = await db.insert_task(_new(tenant_id), quota)
+    except QuotaExceeded as exc:
+        return exc.kind
+    assert created
+    return "created"
+
+
+async def _written(db: Database, tenant_id: uuid.UUID) -> tuple[int, object, int]:
+    """(tasks of the tenant, today's usage row version, its count): what a create writes."""
+    tasks = await db.pool.fetchval("SELECT count(*) FROM tasks WHERE tenant_id = $1", tenant_id)
+    usage = await db.pool.fetchrow(
+        "SELECT xmin::text AS version, tasks FROM tenant_daily_usage"
+        " WHERE tenant_id = $1 AND day = (now() AT TIME ZONE 'utc')::date",
+        tenant_id,
+    )
+    return tasks, usage and usage["version"], usage["tasks"] if usage else 0
+
+
+async def _racing_behind_an_open_create(
+    db: Database, database_url: str, tenant_id: uuid.UUID, quota: Quota, racers: int
+) -> list[str]:
+    """One create stays uncommitted while `racers` more start; then it commits.
+
+    Each racer has to wait for the first create's transaction to see its task and its count:
+    a check that did not wait would see neither and let every racer through.
+    """
+    gate = await asyncpg.connect(database_url)
+    try:
+        async with gate.transaction():
+            first = await gate.fetchval(
+                "SELECT r.outcome FROM create_task($1, $2, 'awaiting_upload', 'a.wav', 'quota/x',"
+                " 'audio/wav', 10, NULL, NULL, NULL, $3, $4) AS r",
+                uuid.uuid4(),
+                tenant_id,
+                quota.in_flight,
+                quota.per_day,
+            )
+            assert first == "created"
+            racing = [asyncio.create_task(_create(db, tenant_id, quota)) for _ in range(racers)]
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not all(r.done() for r in racing):
+                waiting = await gate.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if waiting >= racers:
+                    break
+                await asyncio.sleep(0.02)
+        return await asyncio.gather(*racing)
+    finally:
+        await gate.close()
+
+
+async def test_concurrent_creates_of_one_tenant_stop_at_the_in_flight_limit(
+    db: Database, database_url: str
+) -> None:
+    tenant = await db.ensure_tenant(f"race-in-flight-{time.time_ns()}")
+    quota = Quota(in_flight=3, per_day=100)
+    outcomes = await _racing_behind_an_open_create(db, database_url, tenant, quota, racers=8)
+    assert sorted(outcomes) == ["created"] * 2 + ["tasks_in_flight"] * 6
+    tasks, _, used_today = await _written(db, tenant)
+    assert (tasks, used_today) == (3, 3)  # the refused creates counted nothing
+
+
+async def test_concurrent_creates_of_one_tenant_stop_at_the_daily_limit(
+    db: Database, database_url: str
+) -> None:
+    tenant = await db.ensure_tenant(f"race-per-day-{time.time_ns()}")
+    quota = Quota(in_flight=100, per_day=3)
+    outcomes = await _racing_behind_an_open_create(db, database_url, tenant, quota, racers=8)
+    assert sorted(outcomes) == ["created"] * 2 + ["tasks_per_day"] * 6
+    tasks, _, used_today = await _written(db, tenant)
+    assert (tasks, used_today) == (3, 3)
+    # Closing tasks frees places in flight, not today's creates.
+    await db.pool.execute("UPDATE tasks SET state = 'completed' WHERE tenant_id = $1", tenant)
+    assert await _create(db, tenant, quota) == "tasks_per_day"
+
+
+async def test_a_refused_create_writes_nothing(db: Database) -> None:
+    tenant = await db.ensure_tenant(f"refused-{time.time_ns()}")
+    for _ in range(2):
+        assert await _create(db, tenant, Quota(in_flight=2, per_day=3)) == "created"
+    before = await _written(db, tenant)
+    assert before[0] == 2 and before[2] == 2
+    assert await _create(db, tenant, Quota(in_flight=2, per_day=3)) == "tasks_in_flight"
+    assert await _written(db, tenant) == before  # not even a new version of the usage row
+    assert await _create(db, tenant, Quota(in_flight=100, per_day=2)) == "tasks_per_day"
+    assert await _written(db, tenant) == before
+
+
+async def test_an_idempotent_replay_is_neither_counted_nor_refused(db: Database) -> None:
+    tenant = await db.ensure_tenant(f"replay-{time.time_ns()}")
+    quota = Quota(in_flight=2, per_day=2)
+    new = _new(tenant, key="same")
+    task, created = await db.insert_task(new, quota)
+    assert created
+    before = await _written(db, tenant)
+    assert before[0] == 1 and before[2] == 1
+    again, created = await db.insert_task(_new(tenant, key="same"), quota)
+    assert (again.id, created) == (task.id, False)
+    assert await _written(db, tenant) == before
+    assert await _create(db, tenant, quota) == "created"  # both quotas are now used up
+    full = await _written(db, tenant)
+    again, created = await db.insert_task(_new(tenant, key="same"), quota)
+    assert (again.id, created) == (task.id, False)
+    assert await _written(db, tenant) == full
+
+
+async def test_the_in_flight_count_stops_at_the_limit_and_a_tenant_override_wins(
+    db: Database,
+) -> None:
+    tenant = await db.ensure_tenant(f"over-{time.time_ns()}")
+    for _ in range(5):  # more open tasks than the limit below, e.g. after a lowered override
+        await db.insert_task(_new(tenant))
+    with pytest.raises(QuotaExceeded) as refused:
+        await db.insert_task(_new(tenant), Quota(in_flight=2, per_day=100))
+    assert (refused.value.kind, refused.value.limit) == ("tasks_in_flight", 2)
+    assert refused.value.message == "at least 2 tasks are still in flight; the limit is 2"
+    await db.pool.execute("UPDATE tenants SET quota_tasks_in_flight = 6 WHERE id = $1", tenant)
+    assert await _create(db, tenant, Quota(in_flight=2, per_day=100)) == "created"
+    assert await _create(db, tenant, Quota(in_flight=2, per_day=100)) == "tasks_in_flight"
 
 
 async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:

@@ -10,8 +10,9 @@ import asyncpg
 import pytest
 from aipp.core.config import Settings
 from aipp.core.db import Credentials, Database, NewTask, create_pool
-from aipp.core.migrate import current_revision, upgrade
+from aipp.core.migrate import alembic_config, current_revision, upgrade
 from aipp.core.models import InvalidTransition, TaskState
+from alembic import command
 
 from aipp_contract.keys import upload_key
 
@@ -45,6 +46,46 @@ def test_migrations_apply_to_an_empty_database_then_are_a_no_op(empty_database: 
     upgrade(empty_database)
     assert current_revision(empty_database) == revision
     assert _schema(empty_database) == first
+
+
+def _create_task_and_its_index(dsn: str) -> tuple[str, str, list[str] | None]:
+    """The definition of `create_task`, of the open-task index and that index's options."""
+
+    async def read() -> tuple[str, str, list[str] | None]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT pg_get_functiondef('create_task'::regproc) AS function,"
+                " pg_get_indexdef('tasks_open_by_tenant'::regclass) AS index,"
+                " (SELECT reloptions FROM pg_class WHERE relname = 'tasks_open_by_tenant')"
+                " AS options"
+            )
+        finally:
+            await conn.close()
+        assert row is not None
+        return row["function"], row["index"], row["options"]
+
+    return asyncio.run(read())
+
+
+def test_0006_downgrades_to_what_0005_left_and_upgrades_again() -> None:
+    name = f"aipp_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    dsn = _with_database(ADMIN_DSN, name)
+    try:
+        upgrade(dsn, "0005")
+        at_0005 = (_create_task_and_its_index(dsn), _schema(dsn))
+        upgrade(dsn, "0006")
+        at_0006 = (_create_task_and_its_index(dsn), _schema(dsn))
+        assert at_0006[0] != at_0005[0]
+        assert at_0006[0][2] == ["deduplicate_items=off"]
+        command.downgrade(alembic_config(dsn), "0005")
+        assert current_revision(dsn) == "0005"
+        assert (_create_task_and_its_index(dsn), _schema(dsn)) == at_0005
+        upgrade(dsn, "0006")
+        assert (_create_task_and_its_index(dsn), _schema(dsn)) == at_0006
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _new(tenant_id: uuid.UUID, state: TaskState = TaskState.AWAITING_UPLOAD) -> NewTask:
