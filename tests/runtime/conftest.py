@@ -29,9 +29,12 @@ import pytest
 import pytest_asyncio
 from aipp.api.main import create_app
 from aipp.core.config import Settings
-from aipp.core.db import Database, create_pool
+from aipp.core.db import Database, NewTask, create_pool
 from aipp.core.migrate import upgrade
+from aipp.core.models import TaskState
 from fastapi import FastAPI
+
+from aipp_contract.keys import upload_key
 
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -194,6 +197,22 @@ async def new_key(db: Database, tenant: str | None = None) -> dict[str, str]:
     tenant_id = await db.ensure_tenant(tenant or f"tenant-{uuid.uuid4().hex[:8]}")
     _, key = await db.create_api_key(tenant_id)
     return {"Authorization": f"Bearer {key}"}
+
+
+def new_task(tenant_id: uuid.UUID, idempotency_key: str | None = None) -> NewTask:
+    """A new task of `tenant_id` awaiting its upload, as a JSON create makes it."""
+    task_id = uuid.uuid4()
+    return NewTask(
+        id=task_id,
+        tenant_id=tenant_id,
+        state=TaskState.AWAITING_UPLOAD,
+        filename="a.wav",
+        object_key=upload_key(tenant_id, task_id, "a.wav"),
+        content_type="audio/wav",
+        size_bytes=10,
+        language=None,
+        idempotency_key=idempotency_key,
+    )
 
 
 def wav_bytes(size: int = 2048) -> bytes:

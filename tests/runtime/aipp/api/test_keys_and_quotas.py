@@ -11,8 +11,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
-from aipp.core.db import Database, NewTask, Quota, QuotaExceeded
-from aipp.core.models import TaskState
+from aipp.core.db import Database, Quota, QuotaExceeded
 
 from ...conftest import (
     ON_SESSION_LOOP,
@@ -20,6 +19,7 @@ from ...conftest import (
     drain_queue,
     make_settings,
     new_key,
+    new_task,
     running_app,
     wav_bytes,
 )
@@ -116,25 +116,10 @@ async def test_tasks_per_day_quota_and_a_tenant_override(
         assert (await client.post("/v1/tasks", json=UPLOAD, headers=auth)).status_code == 429
 
 
-def _new(tenant_id: uuid.UUID, key: str | None = None) -> NewTask:
-    task_id = uuid.uuid4()
-    return NewTask(
-        id=task_id,
-        tenant_id=tenant_id,
-        state=TaskState.AWAITING_UPLOAD,
-        filename="a.wav",
-        object_key=f"quota/{task_id}",
-        content_type="audio/wav",
-        size_bytes=10,
-        language=None,
-        idempotency_key=key,
-    )
-
-
 async def _create(db: Database, tenant_id: uuid.UUID, quota: Quota) -> str:
     """'created', or the quota that refused the create."""
     try:
-        _, created = await db.insert_task(_new(tenant_id), quota)
+        _, created = await db.insert_task(new_task(tenant_id), quota)
     except QuotaExceeded as exc:
         return exc.kind
     assert created
@@ -227,17 +212,17 @@ async def test_a_refused_create_writes_nothing(db: Database) -> None:
 async def test_an_idempotent_replay_is_neither_counted_nor_refused(db: Database) -> None:
     tenant = await db.ensure_tenant(f"replay-{time.time_ns()}")
     quota = Quota(in_flight=2, per_day=2)
-    new = _new(tenant, key="same")
+    new = new_task(tenant, "same")
     task, created = await db.insert_task(new, quota)
     assert created
     before = await _written(db, tenant)
     assert before[0] == 1 and before[2] == 1
-    again, created = await db.insert_task(_new(tenant, key="same"), quota)
+    again, created = await db.insert_task(new_task(tenant, "same"), quota)
     assert (again.id, created) == (task.id, False)
     assert await _written(db, tenant) == before
     assert await _create(db, tenant, quota) == "created"  # both quotas are now used up
     full = await _written(db, tenant)
-    again, created = await db.insert_task(_new(tenant, key="same"), quota)
+    again, created = await db.insert_task(new_task(tenant, "same"), quota)
     assert (again.id, created) == (task.id, False)
     assert await _written(db, tenant) == full
 
@@ -247,9 +232,9 @@ async def test_the_in_flight_count_stops_at_the_limit_and_a_tenant_override_wins
 ) -> None:
     tenant = await db.ensure_tenant(f"over-{time.time_ns()}")
     for _ in range(5):  # more open tasks than the limit below, e.g. after a lowered override
-        await db.insert_task(_new(tenant))
+        await db.insert_task(new_task(tenant))
     with pytest.raises(QuotaExceeded) as refused:
-        await db.insert_task(_new(tenant), Quota(in_flight=2, per_day=100))
+        await db.insert_task(new_task(tenant), Quota(in_flight=2, per_day=100))
     assert (refused.value.kind, refused.value.limit) == ("tasks_in_flight", 2)
     assert refused.value.message == "at least 2 tasks are still in flight; the limit is 2"
     await db.pool.execute("UPDATE tenants SET quota_tasks_in_flight = 6 WHERE id = $1", tenant)

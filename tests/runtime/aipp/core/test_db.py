@@ -9,14 +9,12 @@ import uuid
 import asyncpg
 import pytest
 from aipp.core.config import Settings
-from aipp.core.db import Credentials, Database, NewTask, create_pool
+from aipp.core.db import Credentials, Database, create_pool
 from aipp.core.migrate import alembic_config, current_revision, upgrade
 from aipp.core.models import InvalidTransition, TaskState
 from alembic import command
 
-from aipp_contract.keys import upload_key
-
-from ...conftest import ADMIN_DSN, ON_SESSION_LOOP, _admin, _with_database
+from ...conftest import ADMIN_DSN, ON_SESSION_LOOP, _admin, _with_database, new_task
 
 
 def _schema(dsn: str) -> list[tuple[str, str, str]]:
@@ -88,24 +86,10 @@ def test_0006_downgrades_to_what_0005_left_and_upgrades_again() -> None:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _new(tenant_id: uuid.UUID, state: TaskState = TaskState.AWAITING_UPLOAD) -> NewTask:
-    task_id = uuid.uuid4()
-    return NewTask(
-        id=task_id,
-        tenant_id=tenant_id,
-        state=state,
-        filename="a.wav",
-        object_key=upload_key(tenant_id, task_id, "a.wav"),
-        content_type="audio/wav",
-        size_bytes=10,
-        language=None,
-    )
-
-
 @ON_SESSION_LOOP
 async def test_only_one_of_many_concurrent_transitions_wins(db: Database) -> None:
     tenant = await db.ensure_tenant("cas")
-    task, created = await db.insert_task(_new(tenant))
+    task, created = await db.insert_task(new_task(tenant))
     assert created
     results = await asyncio.gather(
         *(db.transition(task.id, TaskState.AWAITING_UPLOAD, TaskState.QUEUED) for _ in range(10))
@@ -119,7 +103,7 @@ async def test_only_one_of_many_concurrent_transitions_wins(db: Database) -> Non
 @ON_SESSION_LOOP
 async def test_a_transition_outside_the_state_machine_is_refused(db: Database) -> None:
     tenant = await db.ensure_tenant("cas")
-    task, _ = await db.insert_task(_new(tenant))
+    task, _ = await db.insert_task(new_task(tenant))
     with pytest.raises(InvalidTransition):
         await db.transition(task.id, TaskState.AWAITING_UPLOAD, TaskState.COMPLETED)
     failed = await db.transition(
@@ -192,7 +176,7 @@ async def test_the_task_listing_reads_from_the_replica_and_the_rest_from_the_pri
     try:
         routed = Database(db.pool, replica_pool)
         tenant = await db.ensure_tenant(f"reader-{uuid.uuid4()}")
-        task, _ = await db.insert_task(_new(tenant))
+        task, _ = await db.insert_task(new_task(tenant))
         assert await routed.list_tasks(tenant, state=None, limit=10, after=None) == []
         assert await routed.get_task(task.id, tenant) is not None
         assert [t.id for t in await db.list_tasks(tenant, state=None, limit=10, after=None)] == [
