@@ -9,6 +9,7 @@ with a unique name, migrated, dropped at the end), its own bucket and its own qu
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import subprocess
@@ -119,8 +120,10 @@ class AwsNames:
     queue_url: str
 
 
+@functools.cache
 def aws_client(endpoint: str, service: str) -> Any:
-    """A plain boto3 client on moto's server, to look at what the code under test did."""
+    """A plain boto3 client on moto's server, to look at what the code under test did (one per
+    endpoint and service for the whole run: making a client costs 50-150 ms of CPU)."""
     return boto3.session.Session().client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint,
