@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ from app import build_delivery_app, cdk_json_context, config_from_context
 from phases import Env, PhaseConfig
 from phases.loader import deep_merge, example_overrides
 from stacks.delivery import DeliveryStack
-from tools import synth_all
+
+# Bound here: tests of `make synth` replace `synth_all.synth_one` with `shared_synth_one`.
+from tools.synth_all import SynthResult, synth_one
 
 HASH = re.compile(r"[0-9a-f]{64}")
 # The migration Job is named by the first 12 hex of its image's asset hash
@@ -56,7 +59,7 @@ def synthesize(
 ) -> Assembly:
     """Synthesize like `make synth` (`tools.synth_all.synth_one`): the environment's example
     overrides, then `overrides`."""
-    result = synth_all.synth_one(int(phase), env, outdir, overrides=overrides)
+    result = synth_one(int(phase), env, outdir, overrides=overrides)
     assert result.config is not None
     return _load(result.outdir, result.config, [_finding(f) for f in result.findings])
 
@@ -206,6 +209,29 @@ def assemble(
         return shared.get(phase, env, overrides)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def shared_synth_one(assemble: Callable[..., Assembly]) -> Callable[[int, str, Path], SynthResult]:
+    """`synth_all.synth_one(phase, env, outdir)` served from this run's shared assemblies
+    (each built by that same call, once per run), copied into `outdir`: for tests of what is
+    done with the results (`make synth`'s table and exit code)."""
+
+    def shared(phase: int, env: str, outdir: Path) -> SynthResult:
+        assembly = assemble(str(phase), env)
+        shutil.copytree(assembly.outdir, outdir)
+        return SynthResult(
+            phase=phase,
+            env=env,
+            outdir=outdir,
+            stacks=len(assembly.templates),
+            resources=sum(len(t.get("Resources", {})) for t in assembly.templates.values()),
+            findings=assembly.findings,
+            seconds=0.0,
+            config=assembly.config,
+        )
+
+    return shared
 
 
 @pytest.fixture(scope="session", params=["staging", "prod"])
