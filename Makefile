@@ -92,13 +92,14 @@ browser: ## make sure headless Chromium and its driver are installed (the planne
 # worker processes, timeouts and queues, so a second process per core keeps the cores busy); each
 # module's tests stay in one process (its module fixtures, e.g. a migrated database, are built
 # once), and each cloud assembly is synthesized once per run whichever process needs it first
-# (tests/infra/conftest.py). TEST_WORKERS=0: one process.
+# (tests/infra/conftest.py); the modules are handed out longest first, by their time in the last
+# run (tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 .PHONY: test
 test: install services browser ## the whole suite: lint, infrastructure, runtime and planner tests
 	@$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 .PHONY: snapshot-update
 snapshot-update: install ## rewrite the stack snapshots after an intended change (read the diff!)
