@@ -8,7 +8,10 @@ call into a round trip to its service:
   statements a transaction and a pool's connection reset send included;
 - redis-py (asyncio): every command sent alone (`execute_command`: scripts too) and every
   pipeline sent (`execute`: one round trip however many commands it holds).
-`uninstall()` puts the originals back. Counting costs a dictionary update per call.
+Each call's time is added up too, by `service:operation`: from the call to its answer, in the
+thread that made it (an awaited call: until the awaiting code resumes).
+`uninstall()` puts the originals back. Counting costs two clock readings and two dictionary
+updates per call.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import json
 import runpy
 import sys
 import threading
-from collections import Counter
-from collections.abc import Callable
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +36,44 @@ _DB_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "fetch
 
 
 class CallCounter:
-    """Calls by service (`s3`, `sqs`, `db`, `redis`, ...) and by `service:operation`."""
+    """Calls by service (`s3`, `sqs`, `db`, `redis`, ...) and by `service:operation`, and the
+    seconds spent in them by `service:operation`."""
 
     def __init__(self) -> None:
         self.services: Counter[str] = Counter()
         self.operations: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()  # boto3 calls run in worker threads
         self._originals: list[tuple[type, str, Any]] = []
 
-    def count(self, service: str, operation: str) -> None:
+    @contextmanager
+    def call(self, service: str, operation: str) -> Iterator[None]:
+        """Count one call, and add the time the block takes to its seconds."""
+        key = f"{service}:{operation}"
         with self._lock:
             self.services[service] += 1
-            self.operations[f"{service}:{operation}"] += 1
+            self.operations[key] += 1
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.seconds[key] += elapsed
 
     def reset(self) -> None:
         with self._lock:
             self.services.clear()
             self.operations.clear()
+            self.seconds.clear()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"services": dict(self.services), "operations": dict(self.operations)}
+            return {
+                "services": dict(self.services),
+                "operations": dict(self.operations),
+                "seconds": dict(self.seconds),
+            }
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.snapshot(), sort_keys=True))
@@ -65,33 +87,34 @@ class CallCounter:
         def boto_call(original: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(original)
             def call(client: BaseClient, operation: str, params: Any) -> Any:
-                counter.count(client.meta.service_model.service_name, operation)
-                return original(client, operation, params)
+                with counter.call(client.meta.service_model.service_name, operation):
+                    return original(client, operation, params)
 
             return call
 
         def db_call(original: Callable[..., Any], method: str) -> Callable[..., Any]:
             @functools.wraps(original)
             async def call(conn: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-                counter.count("db", _statement(query) if method != "executemany" else "MANY")
-                return await original(conn, query, *args, **kwargs)
+                with counter.call("db", _statement(query) if method != "executemany" else "MANY"):
+                    return await original(conn, query, *args, **kwargs)
 
             return call
 
         def redis_command(original: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(original)
             async def call(client: Any, *args: Any, **kwargs: Any) -> Any:
-                counter.count("redis", str(args[0]).upper() if args else "?")
-                return await original(client, *args, **kwargs)
+                with counter.call("redis", str(args[0]).upper() if args else "?"):
+                    return await original(client, *args, **kwargs)
 
             return call
 
         def redis_pipeline(original: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(original)
             async def call(pipe: Any, *args: Any, **kwargs: Any) -> Any:
-                if pipe.command_stack:
-                    counter.count("redis", "PIPELINE")
-                return await original(pipe, *args, **kwargs)
+                if not pipe.command_stack:
+                    return await original(pipe, *args, **kwargs)
+                with counter.call("redis", "PIPELINE"):
+                    return await original(pipe, *args, **kwargs)
 
             return call
 

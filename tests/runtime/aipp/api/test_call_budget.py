@@ -71,7 +71,7 @@ async def test_the_counter_sees_every_kind_of_call(
     client: httpx.AsyncClient, db: Database, counter: CallCounter
 ) -> None:
     """The counts above can only be trusted if each hook fires: a request that touches all
-    four services is seen in each of them."""
+    four services is seen in each of them, and each call seen is timed."""
     auth = await new_key(db)
     counter.reset()
     response = await client.post(
@@ -80,7 +80,10 @@ async def test_the_counter_sees_every_kind_of_call(
         headers=auth,
     )
     assert response.status_code == 201, response.text
-    seen = counter.snapshot()["operations"]
+    snapshot = counter.snapshot()
+    seen = snapshot["operations"]
+    assert set(snapshot["seconds"]) == set(seen), snapshot
+    assert all(seconds > 0 for seconds in snapshot["seconds"].values()), snapshot
     assert seen.get("s3:PutObject", 0) >= 1, seen
     assert seen.get("sqs:SendMessage", 0) == 1, seen
     assert sum(n for op, n in seen.items() if op.startswith("db:")) >= 1, seen
