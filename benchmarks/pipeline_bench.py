@@ -9,7 +9,10 @@ on moto's server, all on loopback. For 1 and 2 worker processes it queues BENCH_
   the queue fed so that about twice as many tasks wait as the workers can run at once;
 - per-task overhead: time the workers spent on a task outside the providers (both jobs, STT and
   LLM: database, Redis, S3, SQS calls), from the workers' own `job finished` log lines;
-- worker CPU seconds per task (user + system, from the first message to the last task done);
+- worker CPU seconds per task (user + system, from the first message to the last task done),
+  and beside it what the task cost the other processes on the same cores: moto's server,
+  PostgreSQL, Redis and this driver (which feeds the queue and polls for completions), with how
+  busy the cores were;
 - calls per completed task to S3, SQS, the database and Redis, by operation, counted in the
   workers (receives and the other polls included: they are what a task costs the queue).
 Prints a table and writes JSON under benchmarks/results/. Not a test: the numbers depend on the
@@ -40,6 +43,8 @@ from support import (
     admin_sql,
     conditions,
     free_port,
+    machine_jiffies,
+    named_cpu_seconds,
     tree_cpu_seconds,
     wait_listening,
 )
@@ -114,8 +119,24 @@ def send(sqs: Any, queue_url: str, bodies: list[str]) -> None:
         )
 
 
+def others_cpu(moto_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the processes beside the workers."""
+    return {
+        "moto": tree_cpu_seconds(moto_pid),
+        "postgres": named_cpu_seconds("postgres"),
+        "redis": named_cpu_seconds("redis-server"),
+        "driver": time.process_time(),
+    }
+
+
 async def run_case(
-    case: tuple[int, int, int], db: Database, env: dict[str, str], sqs: Any, tmp: Path
+    case: tuple[int, int, int],
+    db: Database,
+    env: dict[str, str],
+    sqs: Any,
+    tmp: Path,
+    *,
+    moto_pid: int,
 ) -> dict[str, Any]:
     workers, concurrency, tasks = case
     queue_url = sqs.create_queue(QueueName=f"bench-{uuid.uuid4().hex[:8]}")["QueueUrl"]
@@ -145,6 +166,7 @@ async def run_case(
         while not all("worker started" in p.read_text() for p in logs):
             time.sleep(0.1)
         cpu = sum(tree_cpu_seconds(p.pid) for p in procs)
+        others, busy = others_cpu(moto_pid), machine_jiffies()
         started = time.monotonic()
         # Keep the backlog at twice the jobs the workers can run at once: moto's SQS spends
         # time on every call in proportion to the messages waiting (a real queue does not),
@@ -163,6 +185,8 @@ async def run_case(
             await asyncio.sleep(0.01)
         elapsed = time.monotonic() - started
         cpu = sum(tree_cpu_seconds(p.pid) for p in procs) - cpu
+        others = {k: v - others[k] for k, v in others_cpu(moto_pid).items()}
+        busy_ticks, ticks = (a - b for a, b in zip(machine_jiffies(), busy, strict=True))
     finally:
         for p in procs:
             p.terminate()
@@ -186,6 +210,8 @@ async def run_case(
         "seconds": round(elapsed, 2),
         "tasks_per_minute": round(len(ids) / elapsed * 60, 1),
         "worker_cpu_ms_per_task": round(cpu / len(ids) * 1000, 2),
+        "others_cpu_ms_per_task": {k: round(v / len(ids) * 1000, 2) for k, v in others.items()},
+        "machine_busy_percent": round(100 * busy_ticks / max(1, ticks), 1),
         "calls_per_task": calls,
         "overhead_ms_per_task": {
             "mean": round(statistics.fmean(overheads), 1),
@@ -200,19 +226,30 @@ async def run_case(
     }
 
 
+# Waiting for messages, not work on a task: left out of the time in calls.
+WAITING = "sqs:ReceiveMessage"
+
+
 def calls_per_task(files: list[Path], tasks: int) -> dict[str, Any]:
-    """Calls of every worker process of a case, per completed task: by service and operation."""
+    """Calls of every worker process of a case, per completed task: by service and operation,
+    and the milliseconds spent in them by service (receives left out)."""
     services: dict[str, float] = dict.fromkeys(SERVICES, 0.0)
     operations: dict[str, float] = {}
+    waited: dict[str, float] = dict.fromkeys(SERVICES, 0.0)
     for path in files:
         counted = json.loads(path.read_text())
         for name, n in counted["services"].items():
             services[name] = services.get(name, 0.0) + n
         for name, n in counted["operations"].items():
             operations[name] = operations.get(name, 0.0) + n
+        for name, seconds in counted["seconds"].items():
+            if name != WAITING:
+                service = name.split(":", 1)[0]
+                waited[service] = waited.get(service, 0.0) + seconds
     return {
         "services": {k: round(v / tasks, 2) for k, v in services.items()},
         "operations": {k: round(v / tasks, 2) for k, v in sorted(operations.items())},
+        "ms_in_calls": {k: round(v / tasks * 1000, 2) for k, v in waited.items()},
     }
 
 
@@ -255,7 +292,9 @@ async def main() -> None:
         db = Database(await create_pool(Settings(database_url=dsn)))
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                results = [await run_case(c, db, env, sqs, Path(tmp)) for c in CASES]
+                results = [
+                    await run_case(c, db, env, sqs, Path(tmp), moto_pid=moto.pid) for c in CASES
+                ]
         finally:
             await db.close()
     finally:
@@ -297,6 +336,13 @@ def report(results: list[dict[str, Any]]) -> None:
             f"{o['p50']:>7} {o['p95']:>7} {r['worker_cpu_ms_per_task']:>11}"
             f"  {jobs['stt']['mean']} / {jobs['llm']['mean']}"
         )
+    print("\nCPU ms per task of the other processes on the same cores (cores busy):")
+    for r in results:
+        others = "  ".join(f"{k} {v:g}" for k, v in r["others_cpu_ms_per_task"].items())
+        print(
+            f"  {r['workers']} x {r['concurrency_per_worker']:<3} {others}"
+            f"  ({r['machine_busy_percent']}%)"
+        )
     print("\ncalls per completed task (" + ", ".join(SERVICES) + "), by operation:")
     for r in results:
         calls = r["calls_per_task"]
@@ -304,6 +350,8 @@ def report(results: list[dict[str, Any]]) -> None:
         print(f"  {r['workers']} x {r['concurrency_per_worker']:<3} {per_service}")
         detail = ", ".join(f"{k} {v:g}" for k, v in calls["operations"].items())
         print(f"          {detail}")
+        waited = "  ".join(f"{k} {v:g}" for k, v in calls["ms_in_calls"].items())
+        print(f"          ms in calls per task (receives left out): {waited}")
     floor = results[0]["overhead_ms_per_task"]["mean"]
     two = max((r for r in results if r["workers"] == 2), key=lambda r: r["tasks_per_minute"])
     print(

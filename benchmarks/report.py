@@ -162,12 +162,16 @@ def pipeline_section() -> list[str]:
     lines = [
         "`make bench-pipeline` (worker processes with instant providers, real PostgreSQL and"
         " Redis, moto for S3 and SQS, all on the same cores; overhead is a task's time in the"
-        " workers outside the providers; calls are counted in the workers, per completed task):",
+        " workers outside the providers; calls are counted and timed in the workers, per"
+        " completed task, receives left out of the times):",
         "",
-        "| workers x jobs | | tasks/min | overhead mean / p95 ms | worker CPU ms/task | "
+        "| workers x jobs | | tasks/min | overhead mean / p95 ms | worker CPU ms/task"
+        " | moto / PostgreSQL / Redis / driver CPU ms/task | cores busy | "
         + " | ".join(f"{s} calls" for s in SERVICES)
-        + " |",
-        "|---|---|---|---|---|" + "---|" * len(SERVICES),
+        + " | ms in "
+        + " / ".join(SERVICES)
+        + " calls |",
+        "|---|---|---|---|---|---|---|" + "---|" * (len(SERVICES) + 1),
     ]
     old_rows = {
         (r["workers"], r["concurrency_per_worker"]): r
@@ -180,10 +184,15 @@ def pipeline_section() -> list[str]:
                 continue
             o = r["overhead_ms_per_task"]
             calls = r["calls_per_task"]["services"]
+            others = " / ".join(f"{v:g}" for v in r.get("others_cpu_ms_per_task", {}).values())
+            busy = r.get("machine_busy_percent")
             lines.append(
                 f"| {key[0]} x {key[1]} | {label} | {r['tasks_per_minute']}"
-                f" | {o['mean']} / {o['p95']} | {r.get('worker_cpu_ms_per_task', '')} | "
+                f" | {o['mean']} / {o['p95']} | {r.get('worker_cpu_ms_per_task', '')}"
+                f" | {others} | {'' if busy is None else f'{busy:g}%'} | "
                 + " | ".join(f"{calls.get(s, 0):g}" for s in SERVICES)
+                + " | "
+                + " / ".join(f"{v:g}" for v in r["calls_per_task"].get("ms_in_calls", {}).values())
                 + " |"
             )
     lines.append("")
