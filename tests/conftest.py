@@ -5,8 +5,8 @@ the next module in the queue when it is done. A long module taken last makes the
 for it (the 500-task load test alone takes half a minute), so the queue holds the modules by how
 long they took when they last ran, longest first, kept in pytest's cache (`.pytest_cache`).
 Modules without a time yet (a fresh clone, a new module) come first, by their number of tests,
-most first (pytest-xdist's own order). Within a module the order is unchanged. The Makefile passes `--no-loadscope-reorder` so
-that pytest-xdist keeps this order.
+most first (pytest-xdist's own order). Within a module the order is unchanged. The Makefile
+passes `--no-loadscope-reorder` so that pytest-xdist keeps this order.
 """
 
 from __future__ import annotations
@@ -26,17 +26,26 @@ def _is_controller(config: pytest.Config) -> bool:
     return not hasattr(config, "workerinput")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    cache = getattr(config, "cache", None)
-    seconds: dict[str, float] = cache.get(CACHE_KEY, {}) if cache is not None else {}
-    tests = Counter(_module(item.nodeid) for item in items)
+def longest_first(nodeids: list[str], seconds: dict[str, float]) -> list[str]:
+    """`nodeids` in the order to hand out their modules: modules without a time first, most
+    tests first; then by `seconds`, longest first; each module's own order kept."""
+    tests = Counter(_module(nodeid) for nodeid in nodeids)
 
-    def rank(item: pytest.Item) -> tuple[bool, float]:
-        module = _module(item.nodeid)
+    def rank(nodeid: str) -> tuple[bool, float]:
+        module = _module(nodeid)
         timed = module in seconds
         return timed, -(seconds[module] if timed else tests[module])
 
-    items.sort(key=rank)
+    return sorted(nodeids, key=rank)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cache = getattr(config, "cache", None)
+    seconds: dict[str, float] = cache.get(CACHE_KEY, {}) if cache is not None else {}
+    position = {
+        nodeid: i for i, nodeid in enumerate(longest_first([i.nodeid for i in items], seconds))
+    }
+    items.sort(key=lambda item: position[item.nodeid])
 
 
 class _Timings:
