@@ -67,6 +67,23 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 30
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {seconds}s")
 
 
+def wait_postgres_accepting(
+    bindir: Path, port: int, proc: subprocess.Popen[bytes], seconds: float = 60
+) -> None:
+    """A PostgreSQL server started by a test: it listens before it accepts connections ("the
+    database system is starting up"), so wait for both, the second as `pg_isready` tells."""
+    wait_listening(port, proc, seconds)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready = subprocess.run(
+            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], check=False
+        )
+        if ready.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"PostgreSQL on 127.0.0.1:{port} not accepting connections after {seconds}s")
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     port = free_port()

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ...conftest import free_port, wait_listening
+from ...conftest import free_port, wait_postgres_accepting
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ROOT = Path(__file__).resolve().parents[4]
@@ -160,7 +160,7 @@ def tls_postgres() -> Iterator[TlsPostgres]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_listening(port, server, 60)
+        wait_postgres_accepting(PG_BIN, port, server)
         yield TlsPostgres(port=port, ca=certs / "ca.pem", wrong_ca=certs / "wrong-ca.pem")
     finally:
         server.terminate()

@@ -37,7 +37,7 @@ from tests.runtime.conftest import (
     free_port,
     make_settings,
     new_key,
-    wait_listening,
+    wait_postgres_accepting,
 )
 from tests.runtime.conftest import running_app as running_api
 
@@ -138,7 +138,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         user=run_as,
     )
     try:
-        wait_listening(port, server)
+        wait_postgres_accepting(bindir, port, server)
         yield PrivatePostgres(port=port)
     finally:
         server.send_signal(signal.SIGINT)  # fast shutdown
