@@ -219,18 +219,26 @@ async def new_key(db: Database, tenant: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def new_task(tenant_id: uuid.UUID, idempotency_key: str | None = None) -> NewTask:
-    """A new task of `tenant_id` awaiting its upload, as a JSON create makes it."""
+def new_task(
+    tenant_id: uuid.UUID,
+    idempotency_key: str | None = None,
+    *,
+    state: TaskState = TaskState.AWAITING_UPLOAD,
+    filename: str = "a.wav",
+    size_bytes: int = 10,
+    language: str | None = None,
+) -> NewTask:
+    """A new task of `tenant_id`, by default awaiting its upload as a JSON create makes it."""
     task_id = uuid.uuid4()
     return NewTask(
         id=task_id,
         tenant_id=tenant_id,
-        state=TaskState.AWAITING_UPLOAD,
-        filename="a.wav",
-        object_key=upload_key(tenant_id, task_id, "a.wav"),
+        state=state,
+        filename=filename,
+        object_key=upload_key(tenant_id, task_id, filename),
         content_type="audio/wav",
-        size_bytes=10,
-        language=None,
+        size_bytes=size_bytes,
+        language=language,
         idempotency_key=idempotency_key,
     )
 

@@ -23,13 +23,19 @@ from urllib.parse import urlsplit
 
 import pytest
 from aipp.core.config import Settings
-from aipp.core.db import Database, NewTask
+from aipp.core.db import Database
 from aipp.core.models import TaskState, TaskType
 from aipp.core.queue import TASK_TYPE_ATTRIBUTE, TaskMessage
 
 from aipp_contract.env import env_name
-from aipp_contract.keys import upload_key
-from tests.runtime.conftest import REDIS_URL, AwsNames, aws_client, free_port, wait_listening
+from tests.runtime.conftest import (
+    REDIS_URL,
+    AwsNames,
+    aws_client,
+    free_port,
+    new_task,
+    wait_listening,
+)
 
 ROOT = Path(__file__).resolve().parents[4]
 SAMPLE_WAV = ROOT / "worker_images" / "samples" / "demo.wav"
@@ -307,20 +313,15 @@ async def queued_tasks(db: Database, count: int, tenant: str | None = None) -> l
     tenant_id = await db.ensure_tenant(tenant or f"tenant-{uuid.uuid4().hex[:8]}")
     ids = []
     for _ in range(count):
-        task_id = uuid.uuid4()
-        await db.insert_task(
-            NewTask(
-                id=task_id,
-                tenant_id=tenant_id,
-                state=TaskState.QUEUED,
-                filename="talk.wav",
-                object_key=upload_key(tenant_id, task_id, "talk.wav"),
-                content_type="audio/wav",
-                size_bytes=1000,
-                language="en-US",
-            )
+        new = new_task(
+            tenant_id,
+            state=TaskState.QUEUED,
+            filename="talk.wav",
+            size_bytes=1000,
+            language="en-US",
         )
-        ids.append(task_id)
+        await db.insert_task(new)
+        ids.append(new.id)
     return ids
 
 

@@ -138,7 +138,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         user=run_as,
     )
     try:
-        wait_postgres_accepting(bindir, port, server)
+        wait_postgres_accepting(bindir, port, server, 30)
         yield PrivatePostgres(port=port)
     finally:
         server.send_signal(signal.SIGINT)  # fast shutdown
