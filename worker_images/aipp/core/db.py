@@ -395,9 +395,10 @@ class Database:
         With `quota`, a new task is refused (`QuotaExceeded`) when its tenant already has
         `quota.in_flight` open tasks or created `quota.per_day` today (UTC); per-tenant overrides
         in `tenants` win. The check and the insert are one call of the `create_task` function
-        (migrations 0005 and 0006) under a per-tenant transaction lock, so concurrent creates
-        cannot both slip under the limit: one round trip. A replay is never refused.
-        `Task.request_hash` of a replay is the one stored with the key.
+        (migrations 0005 to 0007), which locks the tenant's row first, so concurrent creates
+        cannot both slip under the limit: one round trip. Open tasks are counted as they open
+        and close (`tenants.tasks_open`), so a create costs the same at any count. A replay is
+        never refused. `Task.request_hash` of a replay is the one stored with the key.
         """
         if quota is None:
             return await self._insert_unchecked(new)
@@ -426,7 +427,7 @@ class Database:
             raise QuotaExceeded(
                 outcome,
                 limit,
-                f"at least {used} tasks are still in flight; the limit is {limit}",
+                f"{used} tasks are still in flight; the limit is {limit}",
                 quota.in_flight_retry_seconds,
             )
         if outcome == "tasks_per_day":

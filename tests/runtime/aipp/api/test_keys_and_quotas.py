@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 from aipp.core.db import Database, Quota, QuotaExceeded
+from aipp.core.models import TaskState
 
 from ...conftest import (
     ON_SESSION_LOOP,
@@ -227,7 +228,7 @@ async def test_an_idempotent_replay_is_neither_counted_nor_refused(db: Database)
     assert await _written(db, tenant) == full
 
 
-async def test_the_in_flight_count_stops_at_the_limit_and_a_tenant_override_wins(
+async def test_a_refusal_names_the_open_tasks_and_a_tenant_override_wins(
     db: Database,
 ) -> None:
     tenant = await db.ensure_tenant(f"over-{time.time_ns()}")
@@ -236,10 +237,72 @@ async def test_the_in_flight_count_stops_at_the_limit_and_a_tenant_override_wins
     with pytest.raises(QuotaExceeded) as refused:
         await db.insert_task(new_task(tenant), Quota(in_flight=2, per_day=100))
     assert (refused.value.kind, refused.value.limit) == ("tasks_in_flight", 2)
-    assert refused.value.message == "at least 2 tasks are still in flight; the limit is 2"
+    assert refused.value.message == "5 tasks are still in flight; the limit is 2"
     await db.pool.execute("UPDATE tenants SET quota_tasks_in_flight = 6 WHERE id = $1", tenant)
     assert await _create(db, tenant, Quota(in_flight=2, per_day=100)) == "created"
     assert await _create(db, tenant, Quota(in_flight=2, per_day=100)) == "tasks_in_flight"
+
+
+async def _open_count(db: Database, tenant_id: uuid.UUID) -> tuple[int, int]:
+    """(the tenant's kept count of open tasks, its open tasks counted now)."""
+    row = await db.pool.fetchrow(
+        "SELECT tasks_open, (SELECT count(*) FROM tasks WHERE tenant_id = tn.id"
+        " AND state NOT IN ('completed', 'failed')) AS counted FROM tenants tn WHERE id = $1",
+        tenant_id,
+    )
+    assert row is not None
+    return row["tasks_open"], row["counted"]
+
+
+async def test_the_open_task_count_follows_every_way_a_task_opens_closes_or_goes(
+    db: Database,
+) -> None:
+    tenant = await db.ensure_tenant(f"count-{time.time_ns()}")
+    quota = Quota(in_flight=100, per_day=100)
+    steps = []
+    created = [(await db.insert_task(new_task(tenant), quota))[0] for _ in range(4)]
+    steps.append(await _open_count(db, tenant))
+    closed, _ = await db.insert_task(new_task(tenant, state=TaskState.COMPLETED))  # unchecked
+    queued, _ = await db.insert_task(new_task(tenant, state=TaskState.QUEUED), quota)
+    steps.append(await _open_count(db, tenant))
+    first, second, third, fourth = created
+    await db.transition(first.id, TaskState.AWAITING_UPLOAD, TaskState.QUEUED)  # open to open
+    await db.transition(first.id, TaskState.QUEUED, TaskState.TRANSCRIBING)
+    await db.transition(first.id, TaskState.TRANSCRIBING, TaskState.SUMMARIZING)
+    steps.append(await _open_count(db, tenant))
+    await db.transition(first.id, TaskState.SUMMARIZING, TaskState.COMPLETED)
+    await db.transition(queued.id, TaskState.QUEUED, TaskState.FAILED, retryable=True)
+    steps.append(await _open_count(db, tenant))
+    assert await db.requeue_failed(queued.id) is not None  # closed to open again
+    steps.append(await _open_count(db, tenant))
+    await db.transition(second.id, TaskState.AWAITING_UPLOAD, TaskState.QUEUED)
+    assert await db.undo_queued(second.id)  # open to open
+    assert await db.delete_task(third.id, tenant)  # an open task deleted
+    assert await db.delete_task(closed.id, tenant)  # a closed one
+    steps.append(await _open_count(db, tenant))
+    other = await db.ensure_tenant(f"count-other-{time.time_ns()}")
+    await db.pool.execute("UPDATE tasks SET tenant_id = $2 WHERE id = $1", fourth.id, other)
+    steps.append(await _open_count(db, tenant) + await _open_count(db, other))
+    assert steps == [(4, 4), (5, 5), (5, 5), (3, 3), (4, 4), (3, 3), (2, 2, 1, 1)]
+    # Deleting a tenant deletes its tasks with it, and with them the row that kept the count.
+    await db.pool.execute("DELETE FROM tenants WHERE id = $1", other)
+    assert await db.pool.fetchval("SELECT count(*) FROM tasks WHERE tenant_id = $1", other) == 0
+
+
+async def test_the_open_task_count_stays_exact_under_concurrent_creates_and_closes(
+    db: Database,
+) -> None:
+    tenant = await db.ensure_tenant(f"count-race-{time.time_ns()}")
+    quota = Quota(in_flight=1000, per_day=1000)
+    opened = [(await db.insert_task(new_task(tenant), quota))[0] for _ in range(40)]
+
+    async def close(task_id: uuid.UUID) -> None:
+        await db.transition(task_id, TaskState.AWAITING_UPLOAD, TaskState.FAILED)
+
+    await asyncio.gather(
+        *(close(t.id) for t in opened), *(_create(db, tenant, quota) for _ in range(40))
+    )
+    assert await _open_count(db, tenant) == (40, 40)
 
 
 async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:

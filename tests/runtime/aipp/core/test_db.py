@@ -86,6 +86,82 @@ def test_0006_downgrades_to_what_0005_left_and_upgrades_again() -> None:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def _open_task_counting(dsn: str) -> dict[str, object]:
+    """What 0007 changes: `create_task`, the open-task index, the triggers on `tasks` and each
+    tenant's count (None where the column is missing)."""
+
+    async def read() -> dict[str, object]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            facts = dict(
+                await conn.fetchrow(
+                    "SELECT pg_get_functiondef('create_task'::regproc) AS function,"
+                    " to_regclass('tasks_open_by_tenant')::text AS index,"
+                    " (SELECT array_agg(tgname::text ORDER BY tgname) FROM pg_trigger"
+                    "   WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal) AS triggers"
+                )
+            )
+            counted = "to_jsonb(tn) -> 'tasks_open'"
+            facts["open"] = {
+                r["name"]: (r["kept"], r["counted"])
+                for r in await conn.fetch(
+                    f"SELECT tn.name, ({counted})::int AS kept, (SELECT count(*) FROM tasks t"
+                    "   WHERE t.tenant_id = tn.id AND t.state NOT IN ('completed', 'failed'))"
+                    " AS counted FROM tenants tn"
+                )
+            }
+        finally:
+            await conn.close()
+        return facts
+
+    return asyncio.run(read())
+
+
+def test_0007_counts_the_open_tasks_already_there_and_downgrades_to_0006() -> None:
+    name = f"aipp_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    dsn = _with_database(ADMIN_DSN, name)
+
+    async def tasks_at_0006() -> None:
+        db = Database(await asyncpg.create_pool(dsn, min_size=1, max_size=1))
+        try:
+            for tenant, states in (
+                ("busy", [TaskState.QUEUED] * 3 + [TaskState.COMPLETED, TaskState.FAILED]),
+                ("idle", [TaskState.COMPLETED]),
+                ("waiting", [TaskState.AWAITING_UPLOAD]),
+            ):
+                tenant_id = await db.ensure_tenant(tenant)
+                for state in states:
+                    await db.insert_task(new_task(tenant_id, state=state))
+            await db.ensure_tenant("new")
+        finally:
+            await db.close()
+
+    try:
+        upgrade(dsn, "0006")
+        asyncio.run(tasks_at_0006())
+        at_0006 = (_open_task_counting(dsn), _schema(dsn))
+        assert at_0006[0]["index"] == "tasks_open_by_tenant"
+        upgrade(dsn, "0007")
+        at_0007 = _open_task_counting(dsn)
+        assert at_0007["open"] == {
+            "busy": (3, 3),
+            "idle": (0, 0),
+            "waiting": (1, 1),
+            "new": (0, 0),
+        }
+        assert at_0007["index"] is None
+        assert at_0007["triggers"] == [
+            "tasks_count_deleted",
+            "tasks_count_moved",
+            "tasks_count_opened",
+        ]
+        command.downgrade(alembic_config(dsn), "0006")
+        assert (_open_task_counting(dsn), _schema(dsn)) == at_0006
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @ON_SESSION_LOOP
 async def test_only_one_of_many_concurrent_transitions_wins(db: Database) -> None:
     tenant = await db.ensure_tenant("cas")
