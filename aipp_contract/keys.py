@@ -5,7 +5,7 @@ key with these functions.
     uploads/<tenant>/<task>/<filename>           the client's audio (expires by lifecycle rule)
     transcripts/<tenant>/<task>.json             our transcript
     transcripts/<tenant>/<task>.transcribe.json  AWS Transcribe's own output (phase 1)
-    results/<tenant>/<task>.json                 the summary
+    results/<tenant>/<task>.json                 the summary (tasks completed before migration 0008)
     <org>/<model>/...                            a model's weights (models bucket)
 """
 

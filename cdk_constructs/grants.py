@@ -76,17 +76,19 @@ def grant_worker(
     consumes: QueuePair,
     send_to: Sequence[sqs.IQueue],
 ) -> None:
-    """A queue worker: read the audio version the upload check accepted, write transcripts and
-    results (and remove them when the task was deleted meanwhile), run the expiry sweep's upload
-    check, consume its own queue (and fail the tasks whose messages reached its DLQ), hand work
-    on and re-send stuck tasks to either queue (the reconciler), call the AI services."""
+    """A queue worker: read the audio version the upload check accepted, write and read
+    transcripts (and remove a task's objects when it was deleted meanwhile, a result document
+    of a task completed before migration 0008 included), run the expiry sweep's upload check,
+    consume its own queue (and fail the tasks whose messages reached its DLQ), hand work on and
+    re-send stuck tasks to either queue (the reconciler), call the AI services."""
     grant_upload_check(role, bucket=bucket)
     grant_objects(
         role,
         bucket=bucket,
         actions=["s3:GetObject", "s3:PutObject", *DELETE_ALL_VERSIONS],
-        prefixes=[TRANSCRIPTS, RESULTS],
+        prefixes=[TRANSCRIPTS],
     )
+    grant_objects(role, bucket=bucket, actions=DELETE_ALL_VERSIONS, prefixes=[RESULTS])
     _list_bucket(role, bucket)
     for queue in send_to:
         queue.grant_send_messages(role)

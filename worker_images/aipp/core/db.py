@@ -560,6 +560,7 @@ class Database:
             "transcript_key",
             "result_key",
             "summary",
+            "summary_details",
             "audio_seconds",
         }
         unknown = set(fields) - allowed

@@ -6,8 +6,8 @@ handler, not another branch.
 
 STT (steps 4-6): lock → `queued → transcribing` → provider → transcript to S3 →
 `transcribing → summarizing` (with the transcript's key) → LLM message → done.
-LLM (steps 7-8): lock → provider → result to S3 → `summarizing → completed` (with the summary)
-→ result cached in Redis → webhook → done.
+LLM (steps 7-8): lock → provider → `summarizing → completed` (with the summary and which
+summarizer wrote it) → result cached in Redis → webhook → done.
 
 A redelivered message finds the task where the last attempt left it and carries on from there:
 `transcribing` with the lock free means the previous worker died, so this one continues;
@@ -17,7 +17,7 @@ from working at once; the compare-and-set keeps any state change from happening 
 
 Each step takes its lock first and then touches the task once: the STT step starts with the
 compare-and-set itself (reading the task only when it is not `queued`), the LLM step reads it
-once. Per task that is four database statements, two S3 writes (and a read of the transcript
+once. Per task that is four database statements, one S3 write (and a read of the transcript
 when another process wrote it), one message sent, and five Redis commands (lock and unlock per
 step, the cached result); `make bench-pipeline` counts them and
 tests/runtime/aipp/worker/test_call_budget.py keeps them from growing.
@@ -25,6 +25,7 @@ tests/runtime/aipp/worker/test_call_budget.py keeps them from growing.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -44,7 +45,7 @@ from aipp.worker.errors import JobError
 from aipp.worker.lock import TaskLocks
 from aipp.worker.providers import AudioInput, Summarizer, Transcriber
 from aipp.worker.webhook import Webhook
-from aipp_contract.keys import result_key, task_prefixes, transcript_key
+from aipp_contract.keys import task_prefixes, transcript_key
 
 log = logging.getLogger("aipp.worker.pipeline")
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
@@ -333,13 +334,11 @@ class Pipeline:
         started = time.perf_counter()
         summary = await self.summarizer.summarize(text, task.language)
         job.provider_seconds += time.perf_counter() - started
-        key = result_key(task.tenant_id, task.id)
-        await self.storage.put_json(
-            key,
-            {"summary": summary.text, "provider": self.summarizer.name, **summary.details},
-        )
+        # The summary and where it came from go in the row that completes the task (no
+        # result document in S3: migration 0008).
+        details = json.dumps({"provider": self.summarizer.name, **summary.details})
         done, changed = await self._move(
-            task, TaskState.COMPLETED, summary=summary.text, result_key=key
+            task, TaskState.COMPLETED, summary=summary.text, summary_details=details
         )
         if done is None:  # deleted meanwhile: what was just written must not outlive it
             await self.discard(job)

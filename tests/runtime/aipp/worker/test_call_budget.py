@@ -28,11 +28,11 @@ from .conftest import (
 pytestmark = ON_SESSION_LOOP
 TASKS = 20
 # Calls per completed task (both steps), polls aside. STT: lock, queued -> transcribing, the
-# transcript written, -> summarizing, the LLM message, unlock. LLM: lock, one read of the task,
-# the result written (the transcript is the one this process just wrote: no S3 read),
-# -> completed, the result cached, unlock. Each message deleted (in batches of up to ten: at
+# transcript written, -> summarizing, the LLM message, unlock. LLM: lock, one read of the task
+# (the transcript is the one this process just wrote: no S3 read), -> completed with the summary
+# and its details, the result cached, unlock. Each message deleted (in batches of up to ten: at
 # most one call each).
-BUDGET = {"db": 4, "redis": 5, "s3": 2, "sqs": 3}
+BUDGET = {"db": 4, "redis": 5, "s3": 1, "sqs": 3}
 # The polls: receives (their number depends on timing) and the queue attributes read at start.
 POLLS = {"sqs:ReceiveMessage", "sqs:GetQueueAttributes"}
 # Once per process, not per task: the database's name for the sweep's turn key.
@@ -78,7 +78,11 @@ async def test_a_task_costs_at_most_its_budget_of_calls(
     assert over == {}, f"over budget for {TASKS} tasks: {over}; by operation {operations}"
     # The counts are live: every service was called for every task.
     assert all(spent[k] >= TASKS for k in BUDGET), operations
-    # Nothing was saved by skipping work: each task has its transcript, summary and result.
+    # Nothing was saved by skipping work: each task has its transcript, its summary and the
+    # summary's details.
     for task_id in ids:
         task = await db.get_task(task_id)
-        assert task is not None and task.summary and task.transcript_key and task.result_key
+        assert task is not None and task.summary and task.transcript_key
+    assert not await db.pool.fetchval(
+        "SELECT count(*) FROM tasks WHERE id = ANY($1::uuid[]) AND summary_details IS NULL", ids
+    )

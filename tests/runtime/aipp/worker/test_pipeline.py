@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -69,7 +70,14 @@ async def test_instant_providers_complete_each_task_once_and_sign_the_webhook(
         task = await db.get_task(task_id)
         assert task is not None and task.state is TaskState.COMPLETED
         assert task.summary == f"Summary: Instant transcript of task {task_id}."
-        assert task.transcript_key and task.result_key
+        assert task.transcript_key and task.result_key is None  # no result document in S3
+    # Which summarizer wrote each summary is kept beside it.
+    recorded = await db.pool.fetch(
+        "SELECT summary_details FROM tasks WHERE id = ANY($1::uuid[])", ids
+    )
+    assert [json.loads(r["summary_details"]) for r in recorded] == [{"provider": "instant"}] * len(
+        ids
+    )
     assert sorted(provider_calls(calls)) == sorted(
         [("stt", str(i)) for i in ids] + [("llm", str(i)) for i in ids]
     )
