@@ -340,7 +340,7 @@ class Pipeline:
         done, changed = await self._move(
             task, TaskState.COMPLETED, summary=summary.text, summary_details=details
         )
-        if done is None:  # deleted meanwhile: what was just written must not outlive it
+        if done is None:  # deleted meanwhile: none of its objects may outlive it
             await self.discard(job)
             return Outcome.DONE
         if done.state is not TaskState.COMPLETED:

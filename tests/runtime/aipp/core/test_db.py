@@ -101,11 +101,11 @@ def _open_task_counting(dsn: str) -> dict[str, object]:
                     "   WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal) AS triggers"
                 )
             )
-            counted = "to_jsonb(tn) -> 'tasks_open'"
+            kept = "to_jsonb(tn) -> 'tasks_open'"  # NULL before 0007 adds the column
             facts["open"] = {
                 r["name"]: (r["kept"], r["counted"])
                 for r in await conn.fetch(
-                    f"SELECT tn.name, ({counted})::int AS kept, (SELECT count(*) FROM tasks t"
+                    f"SELECT tn.name, ({kept})::int AS kept, (SELECT count(*) FROM tasks t"
                     "   WHERE t.tenant_id = tn.id AND t.state NOT IN ('completed', 'failed'))"
                     " AS counted FROM tenants tn"
                 )

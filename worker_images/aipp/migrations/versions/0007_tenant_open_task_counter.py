@@ -70,9 +70,9 @@ CREATE_TASK = """
         ) RETURNS TABLE (outcome text, quota_limit integer, quota_used bigint, task tasks)
         LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
         DECLARE
-            in_flight_limit integer := p_in_flight;
-            per_day_limit integer := p_per_day;
-            open_tasks integer := 0;
+            in_flight_limit integer;
+            per_day_limit integer;
+            open_tasks integer;
         BEGIN
             SELECT coalesce(tn.quota_tasks_in_flight, p_in_flight),
                    coalesce(tn.quota_tasks_per_day, p_per_day), tn.tasks_open
