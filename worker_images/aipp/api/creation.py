@@ -134,7 +134,10 @@ async def create_from_json(
     content_type = _check_type(services, body.content_type)
     _check_size(body.size_bytes, services.settings.max_upload_bytes)
     task_id = uuid.uuid4()
-    canonical = json.dumps(body.model_dump(), sort_keys=True)
+    request_hash = None
+    if idem:
+        canonical = json.dumps(body.model_dump(), sort_keys=True)
+        request_hash = hashlib.sha256(b"json\0" + canonical.encode()).hexdigest()
     new = NewTask(
         id=task_id,
         tenant_id=principal.tenant_id,
@@ -145,7 +148,7 @@ async def create_from_json(
         size_bytes=body.size_bytes,
         language=body.language,
         idempotency_key=idem,
-        request_hash=hashlib.sha256(b"json\0" + canonical.encode()).hexdigest() if idem else None,
+        request_hash=request_hash,
     )
     task, created = await _insert(services, new)
     if created:

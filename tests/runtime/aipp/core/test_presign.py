@@ -96,3 +96,13 @@ def test_every_region_signs_as_botocore_does(region: str) -> None:
     theirs = botocore_url(client, KEYS[1], "audio/wav", 5, 900, at=FROZEN)
     assert presign(KEYS[1], "audio/wav", 5, 900) == theirs
     assert f"%2F{region}%2Fs3%2Faws4_request" in theirs
+
+
+def test_a_new_expiry_signs_as_botocore_does() -> None:
+    """The query string's fixed part is kept between calls: a different expiry is not served
+    the previous one's."""
+    client = _client(None, "FwoGZXIvYXdzE+/session==")
+    presign = PutPresigner(client, "aipp-prod-audio", clock=lambda: FROZEN)
+    for expires in (60, 900, 60):
+        ours = presign(KEYS[0], "audio/mpeg", 7, expires)
+        assert ours == botocore_url(client, KEYS[0], "audio/mpeg", 7, expires, at=FROZEN)
