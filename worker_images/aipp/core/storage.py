@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from boto3.s3.transfer import TransferConfig
 from botocore.credentials import ReadOnlyCredentials
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError
 
 from aipp.core.aws import s3_client
 from aipp.core.config import Settings
@@ -125,6 +125,8 @@ class PutPresigner:
         cached = self._cache
         if cached is not None and cached.made_for == (*credentials, day, expires):
             return cached
+        if credentials.access_key is None or credentials.secret_key is None:
+            raise NoCredentialsError
         key = ("AWS4" + credentials.secret_key).encode()
         for part in (day, self._region, "s3", "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()

@@ -9,6 +9,8 @@ from unittest import mock
 
 import boto3
 import botocore.auth
+import botocore.credentials
+import botocore.exceptions
 import pytest
 from aipp.core.storage import PutPresigner
 from botocore.config import Config
@@ -106,3 +108,14 @@ def test_a_new_expiry_signs_as_botocore_does() -> None:
     for expires in (60, 900, 60):
         ours = presign(KEYS[0], "audio/mpeg", 7, expires)
         assert ours == botocore_url(client, KEYS[0], "audio/mpeg", 7, expires, at=FROZEN)
+
+
+def test_no_credentials_is_botocores_error_not_a_url() -> None:
+    client = _client(None)
+    presign = PutPresigner(client, "aipp-prod-audio", clock=lambda: FROZEN)
+    empty = botocore.credentials.ReadOnlyCredentials(None, None, None)
+    with (
+        mock.patch.object(presign._credentials, "get_frozen_credentials", return_value=empty),
+        pytest.raises(botocore.exceptions.NoCredentialsError, match="Unable to locate credentials"),
+    ):
+        presign(KEYS[0], "audio/mpeg", 1, 60)
