@@ -5,8 +5,8 @@ every file labelled `before` and every file labelled `after` (BENCH_LABEL when i
 an unlabelled one counts as `after`), reports the median of each figure over the runs of a
 label (the benchmarks share the machine with whatever else runs on it: one run can be off by a
 quarter), and rewrites the README between the markers `<!-- bench-report:begin -->` and
-`<!-- bench-report:end -->`. `--check` only says whether the README is current (exit 1 when
-not).
+`<!-- bench-report:end -->`. Every run of a kind must come from one machine, or it stops with
+an error. `--check` only says whether the README is current (exit 1 when not).
 """
 
 from __future__ import annotations
@@ -39,13 +39,27 @@ def median(values: list[Any]) -> Any:
     return newest
 
 
+class MixedMachines(Exception):
+    """The runs of one kind were made on different machines."""
+
+
+def machine_of(document: dict[str, Any]) -> str:
+    machine = document.get("machine", {})
+    return f"{machine.get('cpus', '?')} cores ({machine.get('cpu_model', 'unknown CPU')})"
+
+
 def summarized(kind: str, label: str) -> tuple[list[Path], dict[str, Any]] | None:
-    """The runs of `kind` labelled `label` and the median of their figures."""
-    found = []
-    for path in sorted(RESULTS.glob(f"{kind}-*.json")):
-        document = json.loads(path.read_text())
-        if (document.get("label") or "after") == label:
-            found.append((path, document))
+    """The runs of `kind` labelled `label` and the median of their figures. Every run of a
+    kind, before and after, must come from one machine: a median or a comparison across
+    machines says nothing about the code (`MixedMachines`)."""
+    runs = [(path, json.loads(path.read_text())) for path in sorted(RESULTS.glob(f"{kind}-*.json"))]
+    machines = sorted({machine_of(document) for _, document in runs})
+    if len(machines) > 1:
+        raise MixedMachines(
+            f"benchmarks/results/ holds {kind} runs from {len(machines)} machines"
+            f" ({'; '.join(machines)}): keep one machine's runs (older ones stay in git history)"
+        )
+    found = [(path, d) for path, d in runs if (d.get("label") or "after") == label]
     if not found:
         return None
     return [path for path, _ in found], median([document for _, document in found])
@@ -218,7 +232,11 @@ def main(argv: list[str]) -> int:
         return 2
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    updated = head + render() + tail
+    try:
+        updated = head + render() + tail
+    except MixedMachines as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if "--check" in argv:
         if updated != text:
             print("README.md's performance tables are stale: run `make bench-report`")
