@@ -12,20 +12,22 @@ cdk-nag's AwsSolutions checks on every synth. A bad value exits non-zero with on
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
-
-from cdk_constructs.eks_addons import AddonDependencyError
 from phases import ConfigError, PhaseConfig, load_config
 from phases.delivery import load_delivery
-from stacks import build_platform
-from stacks.delivery import DeliveryStack, build_delivery
-from stacks.sizing import auto_config
+
+if TYPE_CHECKING:
+    import aws_cdk as cdk
+
+    from stacks.delivery import DeliveryStack
+
+# The CDK (a Node.js process behind jsii) takes over a second to load: it is imported where it
+# is used, after `check_context` has looked at every value that needs no CDK.
 
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 
@@ -53,7 +55,9 @@ def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
     `phase=auto` lets the capacity planner choose the phase and size the GPU pools from
     `tasks_per_month` and `avg_audio_minutes`; the figures it chose are printed.
     """
-    if str(context.get("phase", "")).strip().lower() == "auto":
+    if _auto(context):
+        from stacks.sizing import auto_config  # noqa: PLC0415 - loads the CDK
+
         sizing = auto_config(context)
         print(sizing.summary(), file=sys.stderr)
         return sizing.config
@@ -63,6 +67,10 @@ def config_from_context(context: Mapping[str, Any]) -> PhaseConfig:
         overrides=context.get("overrides"),
         transition=context.get("transition"),
     )
+
+
+def _auto(context: Mapping[str, Any]) -> bool:
+    return str(context.get("phase", "")).strip().lower() == "auto"
 
 
 def check_context_keys(keys: list[str]) -> None:
@@ -78,9 +86,42 @@ def check_context_keys(keys: list[str]) -> None:
         )
 
 
+def check_delivery_context(context: Mapping[str, Any]) -> None:
+    """`-c delivery` takes each environment's phase and overrides from its own file."""
+    check_context_keys(list(context))
+    for key in ("overrides", "transition", "tasks_per_month", "avg_audio_minutes"):
+        if context.get(key) is not None:
+            raise ConfigError(f"-c {key} does not apply with -c delivery: set it per environment")
+
+
+def cli_context(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The context the CDK CLI hands the app, read as `cdk.App` reads it: CDK_CONTEXT_JSON, and
+    the file CONTEXT_OVERFLOW_LOCATION_ENV names when there was too much for the variable."""
+    context: dict[str, Any] = json.loads(environ.get("CDK_CONTEXT_JSON") or "{}")
+    overflow = environ.get("CONTEXT_OVERFLOW_LOCATION_ENV")
+    if overflow:
+        context.update(json.loads(Path(overflow).read_text()))
+    return context
+
+
+def check_context(context: Mapping[str, Any]) -> None:
+    """Every check of the context that needs no CDK, so that a mistyped `-c` fails before the
+    CDK loads: the keys, and the phase's config or the delivery file (`phase=auto` is sized by
+    the capacity planner, which needs the CDK, and is checked when the app is built)."""
+    if context.get("delivery") is not None:
+        check_delivery_context(context)
+        load_delivery(context["delivery"])
+        return
+    check_context_keys(list(context))
+    if not _auto(context):
+        config_from_context({k: context[k] for k in CONTEXT_KEYS if context.get(k) is not None})
+
+
 def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.Stack]]:
     """Add the configured phase's stacks to `app`, and cdk-nag's checks unless `nag=False`
     (callers that run `AwsSolutionsChecks().validate_scope` themselves)."""
+    from stacks import build_platform  # noqa: PLC0415 - loads the CDK
+
     check_context_keys(list(app.node.get_all_context()))
     context = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
     config = config_from_context({k: v for k, v in context.items() if v is not None})
@@ -93,8 +134,16 @@ def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.
     _name_the_zones(app, config)
     stacks = build_platform(app, config)
     if nag:
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+        _check_with_nag(app)
     return config, stacks
+
+
+def _check_with_nag(app: cdk.App) -> None:
+    """cdk-nag's AwsSolutions checks on every synth of `app`."""
+    import aws_cdk as cdk  # noqa: PLC0415 - loaded by whoever made `app` already
+    from cdk_nag import AwsSolutionsChecks  # noqa: PLC0415
+
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
 def _name_the_zones(app: cdk.App, config: PhaseConfig) -> None:
@@ -111,25 +160,39 @@ def _name_the_zones(app: cdk.App, config: PhaseConfig) -> None:
 def build_delivery_app(app: cdk.App, *, nag: bool = True) -> DeliveryStack:
     """The delivery pipeline and its stages, from `-c delivery=` (JSON or @file); each
     environment's phase and overrides come from there, not from `-c phase/env/overrides`."""
-    check_context_keys(list(app.node.get_all_context()))
-    for key in ("overrides", "transition", "tasks_per_month", "avg_audio_minutes"):
-        if app.node.try_get_context(key) is not None:
-            raise ConfigError(f"-c {key} does not apply with -c delivery: set it per environment")
-    value = app.node.try_get_context("delivery")
+    from stacks.delivery import build_delivery  # noqa: PLC0415 - loads the CDK
+
+    context = app.node.get_all_context()
+    check_delivery_context(context)
+    value = context.get("delivery")
     stack = build_delivery(app, load_delivery(value), str(value))
     if nag:
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+        _check_with_nag(app)
     return stack
 
 
-def main() -> int:
+def _built_app() -> cdk.App:
+    """The app of the CLI's context, its stacks added (the CDK loads here)."""
+    import aws_cdk as cdk  # noqa: PLC0415
+
+    from cdk_constructs.eks_addons import AddonDependencyError  # noqa: PLC0415
+
     app = cdk.App()
     try:
         if app.node.try_get_context("delivery") is not None:
             build_delivery_app(app)
         else:
             build_app(app)
-    except (ConfigError, AddonDependencyError) as exc:
+    except AddonDependencyError as exc:
+        raise ConfigError(str(exc)) from None
+    return app
+
+
+def main() -> int:
+    try:
+        check_context(cli_context())
+        app = _built_app()
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app.synth()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from app import cli_context
+
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
@@ -109,3 +111,52 @@ def test_cdk_cli_reports_a_bad_phase_in_one_line(tmp_path: Path) -> None:
         "error: unknown phase '7': choose one of 1, mvp, 2, growth, 3, scale, auto" in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+RUN_AND_REPORT_CDK = """
+import runpy, sys
+try:
+    runpy.run_path("app.py", run_name="__main__")
+except SystemExit as exit:
+    print(exit.code, "aws_cdk" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"phse": "2"},
+        {"phase": "9"},
+        {"overrides": '{"queues": {"mode": "x"}}'},
+        {"delivery": "{}", "overrides": "{}"},
+    ],
+    ids=["key", "phase", "overrides", "delivery"],
+)
+def test_a_bad_context_is_refused_before_the_cdk_loads(
+    context: dict[str, str], tmp_path: Path
+) -> None:
+    """A mistyped `-c` fails in a fraction of a second: the CDK (a Node.js process) is not
+    started for a context that cannot synthesize."""
+    env = {**cli_env(), "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_REPORT_CDK],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    assert result.stderr.startswith("error: ")
+
+
+def test_the_context_is_read_as_the_cdk_reads_it(tmp_path: Path) -> None:
+    """The CLI moves context that does not fit in CDK_CONTEXT_JSON to a file; both count."""
+    overflow = tmp_path / "context.json"
+    overflow.write_text(json.dumps({"env": "prod", "phse": "2"}))
+    environ = {
+        "CDK_CONTEXT_JSON": json.dumps({"phase": "2", "env": "staging"}),
+        "CONTEXT_OVERFLOW_LOCATION_ENV": str(overflow),
+    }
+    assert cli_context(environ) == {"phase": "2", "env": "prod", "phse": "2"}
+    assert cli_context({}) == {}
