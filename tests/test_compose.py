@@ -66,3 +66,19 @@ def test_every_variable_is_one_the_runtime_reads() -> None:
         if name in ("postgres", "redis", "moto"):
             continue
         assert set(service["environment"]) <= known, name
+
+
+def test_moto_runs_with_the_fixes_make_dev_runs_it_with() -> None:
+    """The same module as `make dev`, from the mounted source, on the moto version the tests
+    use: the image's tag is the version requirements-dev.txt pins."""
+    moto = services()["moto"]
+    assert moto["entrypoint"][:3] == ["python", "-m", "aipp.dev.moto_server"]
+    assert '"$PY" -m aipp.dev.moto_server' in (ROOT / "worker_images" / "dev-api.sh").read_text()
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in moto["volumes"])
+    package = Path(moto["environment"]["PYTHONPATH"]) / "aipp"
+    assert mounts == {"./worker_images/aipp": str(package)}
+    assert (ROOT / "worker_images" / "aipp" / "dev" / "moto_server.py").is_file()
+    (pinned,) = re.findall(
+        r"^moto\[server\]==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE
+    )
+    assert moto["image"] == f"motoserver/moto:{pinned}"
