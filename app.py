@@ -5,8 +5,9 @@
 and EKS (docs/phase-switch.md). `-c delivery=@config/delivery.json` builds the delivery pipeline
 instead (stacks/delivery.py): deployed once per account, it deploys every environment.
 
-Reads the context once, builds the validated `PhaseConfig`, adds the phase's stacks and runs
-cdk-nag's AwsSolutions checks on every synth. A bad value exits non-zero with one line.
+Checks the context before the CDK loads (a bad value exits 2 with one line, in a fraction of a
+second), then builds the validated `PhaseConfig`, adds the phase's stacks and runs cdk-nag's
+AwsSolutions checks on every synth.
 """
 
 from __future__ import annotations
