@@ -87,6 +87,12 @@ def check_context_keys(keys: list[str]) -> None:
         )
 
 
+def _given(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of this app's context keys that are set, once every key is known to be one."""
+    check_context_keys(list(context))
+    return {key: context[key] for key in CONTEXT_KEYS if context.get(key) is not None}
+
+
 def check_delivery_context(context: Mapping[str, Any]) -> None:
     """`-c delivery` takes each environment's phase and overrides from its own file."""
     check_context_keys(list(context))
@@ -113,9 +119,9 @@ def check_context(context: Mapping[str, Any]) -> None:
         check_delivery_context(context)
         load_delivery(context["delivery"])
         return
-    check_context_keys(list(context))
-    if not _auto(context):
-        config_from_context({k: context[k] for k in CONTEXT_KEYS if context.get(k) is not None})
+    given = _given(context)
+    if not _auto(given):
+        config_from_context(given)
 
 
 def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.Stack]]:
@@ -123,9 +129,7 @@ def build_app(app: cdk.App, *, nag: bool = True) -> tuple[PhaseConfig, list[cdk.
     (callers that run `AwsSolutionsChecks().validate_scope` themselves)."""
     from stacks import build_platform  # noqa: PLC0415 - loads the CDK
 
-    check_context_keys(list(app.node.get_all_context()))
-    context = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
-    config = config_from_context({k: v for k, v in context.items() if v is not None})
+    config = config_from_context(_given(app.node.get_all_context()))
     if config.network.max_azs > 2 and not config.network.availability_zones:
         print(
             f"note: network.max_azs is {config.network.max_azs} but the VPC spans 2 AZs until "
